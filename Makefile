@@ -1,0 +1,32 @@
+# Thin entry points; the logic lives in scripts/. `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Build cache outside the clone (reused across CI runs); tool caches (zig, pip) inside it.
+HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
+export XDG_CACHE_HOME ?= $(CURDIR)/.cache
+
+.PHONY: help run test bench-login fmt lint
+
+help: ## List the targets
+	@echo "favorites: make <target>"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JWT key in .local/)
+	@scripts/run.sh
+
+test: ## Format check, clippy, build, then all tests against Postgres, Redis and the emulated API
+	@scripts/test.sh
+
+bench-login: ## Load-test the login endpoint (scripts/bench-login.sh)
+	@test -x scripts/bench-login.sh || { echo "error: scripts/bench-login.sh is missing or not executable" >&2; exit 1; }
+	@scripts/bench-login.sh
+
+fmt: ## Format the code (cargo fmt --all)
+	cargo fmt --all
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,0 +1,6 @@
+//! `POST /favorites`: wiring only; the logic lives in `shared`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::app::run(shared::app::add_favorite).await
+}

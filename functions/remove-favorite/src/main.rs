@@ -1,0 +1,6 @@
+//! `DELETE /favorites/{id}`: wiring only; the logic lives in `shared`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::app::run(shared::app::remove_favorite).await
+}

@@ -1,0 +1,517 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in this directory. Source it, do not run it:
+#
+#     . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Sourcing it: enables strict mode, changes to the repository root, sets the build/cache
+# conventions (CARGO_TARGET_DIR, XDG_CACHE_HOME, .venv/bin on PATH) and installs one EXIT trap
+# that runs every command registered with `add_cleanup`, newest first.
+#
+# Everything works without a terminal (CI=true, no prompts, no colours needed). Nothing here
+# touches a database other than the ones a script creates itself.
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	echo "scripts/lib.sh holds helpers for the other scripts; source it: . scripts/lib.sh" >&2
+	exit 2
+fi
+
+set -Eeuo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+
+# Build cache outside the clone, shared across CI runs; zig/pip caches inside the project.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/favorites/target}"
+export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$REPO_ROOT/.cache}"
+export PATH="$REPO_ROOT/.venv/bin:$PATH"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export DEBIAN_FRONTEND=noninteractive
+# Never wait for a password prompt from psql/pg_isready.
+export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-5}"
+
+# Version installed into .venv when cargo-lambda is missing (the router format in the root
+# Cargo.toml was checked against 1.9.x).
+CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.9.2}"
+
+# Ports probed for already-running local services. Override to simulate their absence
+# (e.g. PG_PROBE_PORT=1 scripts/test.sh forces a throwaway Postgres).
+PG_PROBE_PORT="${PG_PROBE_PORT:-5432}"
+REDIS_PROBE_PORT="${REDIS_PROBE_PORT:-6379}"
+
+# ---------------------------------------------------------------------------------------------
+# messages and steps
+
+say() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	_LIB_DIED=1
+	exit 1
+}
+
+# step NAME [HINT]: announce a step. If the script fails before the next step, the EXIT trap
+# names this step (and the hint: how to fix it or reproduce it) in the last line of output.
+CURRENT_STEP=""
+CURRENT_HINT=""
+_STEP_NO=0
+step() {
+	_STEP_NO=$((_STEP_NO + 1))
+	CURRENT_STEP=$1
+	CURRENT_HINT=${2:-}
+	_FAILED_CMD=""
+	printf '\n==> [%d] %s\n' "$_STEP_NO" "$CURRENT_STEP" >&2
+}
+step_done() {
+	CURRENT_STEP=""
+	CURRENT_HINT=""
+}
+
+# ---------------------------------------------------------------------------------------------
+# cleanup: one EXIT trap running a list of commands, newest first
+
+_CLEANUPS=()
+_LIB_DIED=0
+_FAILED_CMD=""
+
+add_cleanup() { _CLEANUPS+=("$1"); }
+
+_lib_on_err() {
+	# Remember the innermost failing command; reported by the EXIT trap.
+	[ -n "$_FAILED_CMD" ] || _FAILED_CMD=$BASH_COMMAND
+}
+
+_lib_on_exit() {
+	local rc=$?
+	set +e +u
+	trap - ERR
+	if [ "$rc" -ne 0 ]; then
+		if [ "$_LIB_DIED" -eq 0 ] && [ -n "$_FAILED_CMD" ]; then
+			printf 'error: command failed (exit %d): %s\n' "$rc" "$_FAILED_CMD" >&2
+		fi
+		if [ -n "$CURRENT_STEP" ]; then
+			case $rc in
+			129 | 130 | 143)
+				printf 'error: step [%d] "%s" INTERRUPTED by a signal (exit %d)\n' "$_STEP_NO" "$CURRENT_STEP" "$rc" >&2
+				;;
+			*)
+				printf 'error: step [%d] "%s" FAILED (exit %d)\n' "$_STEP_NO" "$CURRENT_STEP" "$rc" >&2
+				[ -z "$CURRENT_HINT" ] || printf 'hint: %s\n' "$CURRENT_HINT" >&2
+				;;
+			esac
+		fi
+	fi
+	if [ "${#_CLEANUPS[@]}" -gt 0 ]; then
+		say "cleaning up"
+		local i
+		for ((i = ${#_CLEANUPS[@]} - 1; i >= 0; i--)); do
+			eval "${_CLEANUPS[i]}" || warn "cleanup command failed: ${_CLEANUPS[i]}"
+		done
+	fi
+	exit "$rc"
+}
+
+trap _lib_on_err ERR
+trap _lib_on_exit EXIT
+# Make Ctrl-C / kill run the EXIT trap (and so the cleanups) with the conventional codes.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# ---------------------------------------------------------------------------------------------
+# small utilities
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# random_hex N: N random hex characters (N even).
+random_hex() { od -An -N"$(($1 / 2))" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# apt_install PKG...: install Debian packages (apt-get update once per script run).
+_APT_UPDATED=0
+apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		die "missing packages: $*; this is not a Debian/Ubuntu machine, install them with your package manager"
+	fi
+	if ! is_root; then
+		die "missing packages: $*; install them with: sudo apt-get update && sudo apt-get install -y $*"
+	fi
+	if [ "$_APT_UPDATED" -eq 0 ]; then
+		say "apt-get update"
+		apt-get update -q >&2 || die "apt-get update failed (network? proxy?)"
+		_APT_UPDATED=1
+	fi
+	say "apt-get install -y $*"
+	apt-get install -y -q --no-install-recommends "$@" >&2 || die "apt-get install -y $* failed"
+}
+
+# need_cmd CMD [PACKAGE]: make sure CMD is on PATH, installing PACKAGE (default CMD) if not.
+need_cmd() {
+	local cmd=$1 pkg=${2:-$1}
+	command -v "$cmd" >/dev/null 2>&1 && return 0
+	say "$cmd not found, installing Debian package $pkg"
+	apt_install "$pkg"
+	command -v "$cmd" >/dev/null 2>&1 || die "$cmd still not found after installing $pkg"
+}
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+port_open() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# free_port: print a TCP port that is free on 127.0.0.1 right now.
+free_port() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+		return
+	fi
+	local p i
+	for i in $(seq 1 50); do
+		p=$((20000 + RANDOM % 40000))
+		port_open 127.0.0.1 "$p" || {
+			echo "$p"
+			return 0
+		}
+	done
+	die "could not find a free TCP port on 127.0.0.1"
+}
+
+# redact_url URL: the URL with any password replaced by ***, for printing.
+redact_url() { printf '%s' "$1" | sed -E 's#^([a-zA-Z0-9+.-]+://[^:/@]+):[^@/]*@#\1:***@#'; }
+
+# url_with_db URL NAME: the Postgres URL with its database (path) replaced by NAME; keeps
+# user, password, host, port and ?query.
+url_with_db() {
+	local url=$1 name=$2 query="" scheme rest authority
+	if [[ $url == *\?* ]]; then
+		query="?${url#*\?}"
+		url=${url%%\?*}
+	fi
+	scheme=${url%%://*}
+	rest=${url#*://}
+	authority=${rest%%/*}
+	printf '%s://%s/%s%s' "$scheme" "$authority" "$name" "$query"
+}
+
+# tail_log FILE [LINES]: print the last lines of a log file, framed, to stderr.
+tail_log() {
+	local file=$1 lines=${2:-40}
+	if [ -s "$file" ]; then
+		printf -- '----- last %d lines of %s -----\n' "$lines" "$file" >&2
+		tail -n "$lines" "$file" >&2
+		printf -- '----- end of %s -----\n' "$file" >&2
+	else
+		printf '(log %s is empty or missing)\n' "$file" >&2
+	fi
+}
+
+# wait_http URL TIMEOUT_SECONDS [LOG_FILE] [PID]: wait until URL answers 200. Fails early if PID
+# (the server process) dies; on failure prints the last HTTP status and the end of LOG_FILE.
+wait_http() {
+	local url=$1 timeout=$2 log=${3:-} pid=${4:-} deadline next_note code="(no answer)" got
+	need_cmd curl
+	deadline=$(($(date +%s) + timeout))
+	next_note=$(($(date +%s) + 30))
+	say "waiting up to ${timeout}s for $url to answer 200"
+	while :; do
+		got=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url" 2>/dev/null) || got=""
+		if [ "$got" = "200" ]; then
+			say "$url is up"
+			return 0
+		fi
+		[ -z "$got" ] || [ "$got" = "000" ] || code="HTTP $got"
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			[ -z "$log" ] || tail_log "$log" 60
+			die "the server behind $url exited before answering (last answer: $code); see ${log:-its output} above"
+		fi
+		if [ "$(date +%s)" -ge "$next_note" ]; then
+			say "still waiting for $url (last answer: $code)"
+			next_note=$(($(date +%s) + 30))
+		fi
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			[ -z "$log" ] || tail_log "$log" 60
+			die "$url did not answer 200 within ${timeout}s (last answer: $code)${log:+; full log: $log}"
+		fi
+		sleep 1
+	done
+}
+
+# process_tree PID: PID and all its descendants, parents first (reads /proc; no procps needed).
+process_tree() {
+	local root=$1 f stat rest pid queue
+	local -a fields
+	local -A children=()
+	for f in /proc/[0-9]*/stat; do
+		stat=$(cat "$f" 2>/dev/null) || continue
+		rest=${stat##*) }
+		read -r -a fields <<<"$rest" # state ppid pgrp session ...
+		pid=${f#/proc/}
+		children[${fields[1]}]+=" ${pid%/stat}"
+	done
+	kill -0 "$root" 2>/dev/null || return 0
+	queue=$root
+	while [ -n "$queue" ]; do
+		read -r pid queue <<<"$queue"
+		printf '%s\n' "$pid"
+		queue="$queue ${children[$pid]:-}"
+		queue=${queue# }
+	done
+}
+
+# stop_tree PID [NAME]: stop a background server and everything it spawned (cargo lambda watch
+# starts each function in a session of its own, so killing a process group is not enough).
+# SIGTERM the root first so it can shut its children down itself, then SIGTERM whatever is
+# left of the tree, then SIGKILL after 10 s more.
+stop_tree() {
+	local root=$1 name=${2:-process $1} pids pid alive i
+	pids=$(process_tree "$root")
+	[ -n "$pids" ] || return 0
+	say "stopping $name (pid $root and $(($(wc -l <<<"$pids") - 1)) descendants)"
+	kill -TERM "$root" 2>/dev/null || true
+	for i in $(seq 1 20); do
+		kill -0 "$root" 2>/dev/null || break
+		sleep 0.5
+	done
+	wait "$root" 2>/dev/null || true
+	for i in $(seq 1 20); do
+		alive=""
+		for pid in $pids; do
+			if kill -0 "$pid" 2>/dev/null; then alive+=" $pid"; fi
+		done
+		[ -n "$alive" ] || return 0
+		# shellcheck disable=SC2086
+		if [ "$i" -eq 1 ]; then kill -TERM $alive 2>/dev/null || true; fi
+		sleep 0.5
+	done
+	warn "$name: still running after SIGTERM, sending SIGKILL to:$alive"
+	# shellcheck disable=SC2086
+	kill -KILL $alive 2>/dev/null || true
+}
+
+# stop_by_env VAR=VALUE-PREFIX [NAME]: stop our processes whose environment contains an entry
+# starting with VAR=VALUE-PREFIX (e.g. function processes orphaned by a crashed emulator,
+# found by the runtime API address only they were given).
+stop_by_env() {
+	local marker=$1 name=${2:-processes with $1} f pid pids="" i alive
+	for f in /proc/[0-9]*/environ; do
+		pid=${f#/proc/}
+		pid=${pid%/environ}
+		[ "$pid" != "$$" ] || continue
+		if grep -qaF -- "$marker" "$f" 2>/dev/null; then pids+=" $pid"; fi
+	done
+	[ -n "$pids" ] || return 0
+	say "stopping $name:$pids"
+	# shellcheck disable=SC2086
+	kill -TERM $pids 2>/dev/null || true
+	for i in $(seq 1 20); do
+		alive=""
+		for pid in $pids; do
+			if kill -0 "$pid" 2>/dev/null; then alive+=" $pid"; fi
+		done
+		[ -n "$alive" ] || return 0
+		sleep 0.5
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $alive 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Python venv and cargo-lambda
+
+ensure_venv() {
+	if [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+		return 0
+	fi
+	say "creating the project venv .venv (python3 -m venv .venv)"
+	need_cmd python3 python3
+	if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+		say "python3 has no venv/ensurepip module, installing python3-venv"
+		apt_install python3-venv
+	fi
+	rm -rf .venv
+	python3 -m venv .venv || die "python3 -m venv .venv failed; on Debian: apt-get install -y python3-venv"
+}
+
+ensure_cargo_lambda() {
+	ensure_venv
+	if [ ! -x .venv/bin/cargo-lambda ]; then
+		say "installing cargo-lambda $CARGO_LAMBDA_VERSION into .venv (pip; bundles zig)"
+		.venv/bin/python -m pip install -q --progress-bar off "cargo-lambda==$CARGO_LAMBDA_VERSION" >&2 ||
+			die "pip install cargo-lambda failed; retry with: .venv/bin/pip install cargo-lambda==$CARGO_LAMBDA_VERSION"
+	fi
+	command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust with rustup (https://rustup.rs)"
+	cargo lambda --help >/dev/null 2>&1 ||
+		die "'cargo lambda' does not run; reinstall with: rm -f .venv/bin/cargo-lambda && .venv/bin/pip install --force-reinstall cargo-lambda==$CARGO_LAMBDA_VERSION"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Postgres: TEST_DATABASE_URL is an admin/maintenance URL. Tests and scripts create their own
+# databases from it (favorites_test_*, favorites_e2e_*) and drop them; nothing else is touched.
+
+ensure_psql() { need_cmd psql postgresql-client; }
+
+# pg_bin_dir: directory of the newest installed Postgres server binaries (Debian layout).
+pg_bin_dir() {
+	local initdb
+	# shellcheck disable=SC2012 # paths are /usr/lib/postgresql/<version>/bin/initdb
+	initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+	[ -n "$initdb" ] || return 1
+	dirname "$initdb"
+}
+
+ensure_postgres() {
+	if [ -n "${TEST_DATABASE_URL:-}" ]; then
+		say "Postgres: using TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
+		ensure_psql
+		psql -w -X -q -d "$TEST_DATABASE_URL" -c 'select 1' >/dev/null ||
+			die "cannot connect to TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL"); fix the URL or unset it to let the script start a throwaway Postgres"
+		return 0
+	fi
+
+	local local_url="postgresql://postgres@127.0.0.1:$PG_PROBE_PORT/postgres"
+	if command -v pg_isready >/dev/null 2>&1 && command -v psql >/dev/null 2>&1 &&
+		pg_isready -q -h 127.0.0.1 -p "$PG_PROBE_PORT" -t 3 2>/dev/null &&
+		psql -w -X -q -d "$local_url" -c 'select 1' >/dev/null 2>&1; then
+		export TEST_DATABASE_URL="$local_url"
+		say "Postgres: using the running server, TEST_DATABASE_URL=$TEST_DATABASE_URL"
+		return 0
+	fi
+
+	say "Postgres: no usable server on 127.0.0.1:$PG_PROBE_PORT, starting a throwaway cluster"
+	local bin
+	if ! bin=$(pg_bin_dir); then
+		say "Postgres server binaries not found under /usr/lib/postgresql, installing package postgresql"
+		apt_install postgresql
+		bin=$(pg_bin_dir) || die "package postgresql installed but /usr/lib/postgresql/*/bin/initdb is still missing"
+	fi
+
+	local -a as_pg=()
+	if is_root; then
+		# initdb and postgres refuse to run as root.
+		id -u postgres >/dev/null 2>&1 ||
+			die "OS user 'postgres' does not exist (it comes with the postgresql package); create it or run as a non-root user"
+		as_pg=(runuser -u postgres --)
+	fi
+
+	local dir port
+	dir=$(mktemp -d /tmp/favorites-pg.XXXXXX)
+	add_cleanup "rm -rf '$dir'"
+	if is_root; then chown postgres:postgres "$dir"; fi
+	chmod 700 "$dir"
+	port=$(free_port)
+
+	say "initdb $dir/data (trust auth, user postgres)"
+	"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale --no-sync \
+		>"$dir/initdb.log" 2>&1 || {
+		tail_log "$dir/initdb.log"
+		die "initdb failed (see above)"
+	}
+
+	say "starting throwaway Postgres ($bin/postgres) on 127.0.0.1:$port, log $dir/postgres.log"
+	add_cleanup "_stop_throwaway_postgres '$bin' '$dir'"
+	"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+		start >"$dir/pg_ctl.log" 2>&1 || {
+		tail_log "$dir/pg_ctl.log"
+		tail_log "$dir/postgres.log"
+		die "the throwaway Postgres did not start (see above)"
+	}
+	local i
+	for i in $(seq 1 30); do
+		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 && break
+		[ "$i" -lt 30 ] || {
+			tail_log "$dir/postgres.log"
+			die "the throwaway Postgres on port $port is not ready after 30s"
+		}
+		sleep 1
+	done
+	export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+	say "Postgres: throwaway cluster ready, TEST_DATABASE_URL=$TEST_DATABASE_URL"
+	ensure_psql
+}
+
+_stop_throwaway_postgres() {
+	local bin=$1 dir=$2
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	say "stopping throwaway Postgres ($dir)"
+	if is_root; then
+		runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1
+	else
+		"$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1
+	fi || {
+		local pid
+		pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)
+		[ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis: tests use their own random key prefix / db and never FLUSHALL.
+
+# redis_ping HOST PORT: true when a Redis server answers PING with PONG.
+redis_ping() {
+	# shellcheck disable=SC2016 # $1/$2/$line expand in the inner bash
+	timeout 3 bash -c '
+		exec 3<>"/dev/tcp/$1/$2" || exit 1
+		printf "PING\r\n" >&3
+		IFS= read -r -t 2 line <&3 || exit 1
+		[[ $line == "+PONG"* ]]' _ "$1" "$2" 2>/dev/null
+}
+
+ensure_redis() {
+	if [ -n "${TEST_REDIS_URL:-}" ]; then
+		say "Redis: using TEST_REDIS_URL=$(redact_url "$TEST_REDIS_URL")"
+		return 0
+	fi
+	if redis_ping 127.0.0.1 "$REDIS_PROBE_PORT"; then
+		export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PROBE_PORT"
+		say "Redis: using the running server, TEST_REDIS_URL=$TEST_REDIS_URL"
+		return 0
+	fi
+
+	say "Redis: no server answering on 127.0.0.1:$REDIS_PROBE_PORT, starting a throwaway one"
+	local server
+	server=$(command -v redis-server 2>/dev/null || true)
+	if [ -z "$server" ] || [ ! -x "$server" ]; then
+		say "redis-server not found, installing package redis-server"
+		apt_install redis-server
+		server=$(command -v redis-server 2>/dev/null || true)
+		[ -n "$server" ] && [ -x "$server" ] || die "package redis-server installed but redis-server is still not on PATH"
+	fi
+
+	local dir port pid i
+	dir=$(mktemp -d /tmp/favorites-redis.XXXXXX)
+	add_cleanup "rm -rf '$dir'"
+	port=$(free_port)
+	say "starting throwaway Redis on 127.0.0.1:$port, log $dir/redis.log"
+	"$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$dir" \
+		>"$dir/redis.log" 2>&1 </dev/null &
+	pid=$!
+	add_cleanup "_stop_pid $pid 'throwaway Redis'"
+	for i in $(seq 1 30); do
+		redis_ping 127.0.0.1 "$port" && break
+		if ! kill -0 "$pid" 2>/dev/null || [ "$i" -eq 30 ]; then
+			tail_log "$dir/redis.log"
+			die "the throwaway Redis on port $port did not start (see above)"
+		fi
+		sleep 0.5
+	done
+	export TEST_REDIS_URL="redis://127.0.0.1:$port"
+	say "Redis: throwaway server ready, TEST_REDIS_URL=$TEST_REDIS_URL"
+}
+
+# _stop_pid PID NAME: SIGTERM a child process, SIGKILL after 10 s, reap it.
+_stop_pid() {
+	local pid=$1 name=${2:-process $1} i
+	kill -0 "$pid" 2>/dev/null || return 0
+	say "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 1 20); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make run: the whole API on one port (default 127.0.0.1:9000) under `cargo lambda watch`,
+# reloading a function when its code changes. DEVELOPMENT setup: embedded SQLite database and a
+# development JWT key, both in .local/; no Postgres, Redis or AWS needed.
+#
+# The environment is passed through to every function, so exporting e.g. DATABASE_URL or
+# REDIS_URL before `make run` switches that part on. PORT=9001 make run picks another port.
+# Arguments are passed to `cargo lambda watch` (e.g. scripts/run.sh --release).
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PORT="${PORT:-9000}"
+
+step "Tools: project venv and cargo-lambda" "delete .venv and rerun to rebuild it"
+ensure_venv
+ensure_cargo_lambda
+
+step "Port: 127.0.0.1:$PORT" "use another port: PORT=9001 make run"
+if port_open 127.0.0.1 "$PORT"; then
+	die "port $PORT on 127.0.0.1 is already in use (another 'make run'?); stop that process or use: PORT=9001 make run"
+fi
+
+mkdir -p .local
+export FAVORITES_DATA_DIR="${FAVORITES_DATA_DIR:-$REPO_ROOT/.local}"
+
+step "Build: cargo build --workspace (so the first request to each route does not compile)" "fix the build errors above"
+# `cargo lambda watch` starts each function lazily with `cargo run --bin <fn>`; building the
+# workspace first (same target dir, profile and features) makes those runs instant.
+if [[ " $* " == *" --release "* || " $* " == *" -r "* ]]; then
+	cargo build --workspace --release
+else
+	cargo build --workspace
+fi
+step_done
+
+overrides=""
+for var in $(compgen -e | grep -E '^(DATABASE_URL|REDIS_URL|JWT_SECRET|BCRYPT_COST|ENRICHMENT_[A-Z_]*|AWS_ENDPOINT_URL[A-Z_]*|FAVORITES_[A-Z_]*)$' | sort || true); do
+	value=$(redact_url "${!var}")
+	[ "$var" != JWT_SECRET ] || value="***"
+	overrides+=$'\n'"  |   $var=$value"
+done
+
+cat >&2 <<BANNER
+
+  +------------------------------------------------------------------------------------+
+  |  DEVELOPMENT SETUP - NOT FOR PRODUCTION                                            |
+  |                                                                                    |
+  |  Data:   embedded SQLite under $FAVORITES_DATA_DIR
+  |  Auth:   a development JWT signing key generated into that directory               |
+  |  Cache:  none unless REDIS_URL is set;  AWS: none unless configured                |
+  |                                                                                    |
+  |  API:    http://127.0.0.1:$PORT   (e.g. curl http://127.0.0.1:$PORT/health)
+  |  Stop:   Ctrl-C                                                                    |
+  +------------------------------------------------------------------------------------+
+  |  Environment passed to the functions (overrides):${overrides:-$'\n  |   (none)'}
+  +------------------------------------------------------------------------------------+
+
+BANNER
+
+say "exec cargo lambda watch -A 127.0.0.1 -P $PORT $*"
+exec cargo lambda watch -A 127.0.0.1 -P "$PORT" "$@"

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# make test / .ci/run: the whole test suite, the same locally and in CI.
+#
+#   1. tools: .venv with cargo-lambda
+#   2. Postgres (TEST_DATABASE_URL) and Redis (TEST_REDIS_URL): the given URLs, else the servers
+#      on 127.0.0.1:5432 / :6379, else throwaway instances stopped on exit
+#   3. cargo fmt --check, clippy -D warnings, cargo build (the function binaries)
+#   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, and the
+#      functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
+#   5. cargo nextest run --profile ci (unit, integration and e2e tests)
+#   6. extra_checks (see below)
+#
+# Arguments are passed to `cargo nextest run`, e.g. `scripts/test.sh -E 'test(login)'`.
+# Everything started here is stopped and dropped on exit, success or not.
+#
+# Knobs: TEST_DATABASE_URL, TEST_REDIS_URL (use these servers), PG_PROBE_PORT / REDIS_PROBE_PORT
+# (where to look for running servers), E2E_WARMUP=0 (do not start every function before the
+# tests), E2E_HEALTH_TIMEOUT (seconds, default 300).
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+E2E_HEALTH_TIMEOUT="${E2E_HEALTH_TIMEOUT:-300}"
+E2E_WARMUP="${E2E_WARMUP:-1}"
+E2E_LOG="$REPO_ROOT/.local/e2e-emulator.log"
+
+# ---------------------------------------------------------------------------------------------
+# extra_checks: LATER STEPS GO HERE (API schema tester against $E2E_BASE_URL, SAM template
+# lint, ...). Runs after the tests pass, while the e2e emulator is still up; exported:
+# TEST_DATABASE_URL, TEST_REDIS_URL, E2E_BASE_URL, E2E_DATABASE_URL, E2E_JWT_SECRET.
+# Announce each check with `step "name" "how to fix/reproduce"`; Python tools go into .venv
+# (.venv/bin/python -m pip install ...), nowhere else.
+extra_checks() {
+	step "API contract: schemathesis against infra/openapi.yaml" "reproduce with: make run, then scripts/api-check.sh http://127.0.0.1:9000"
+	scripts/api-check.sh "$E2E_BASE_URL"
+}
+# ---------------------------------------------------------------------------------------------
+
+# Function names (binary targets) mentioned in the lambda watch router(s) of the workspace.
+router_functions() {
+	cargo metadata --format-version 1 --no-deps --locked 2>/dev/null | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+routers = [((meta.get("metadata") or {}).get("lambda") or {}).get("watch", {}).get("router")]
+for pkg in meta.get("packages", []):
+    routers.append(((pkg.get("metadata") or {}).get("lambda") or {}).get("watch", {}).get("router"))
+names = set()
+for router in filter(None, routers):
+    items = router.values() if isinstance(router, dict) else [router]
+    for value in items:
+        if isinstance(value, str):
+            names.add(value)
+        elif isinstance(value, list):
+            names.update(v["function"] for v in value if isinstance(v, dict) and "function" in v)
+        elif isinstance(value, dict) and "function" in value:
+            names.add(value["function"])
+print("\n".join(sorted(names)))
+'
+}
+
+start_e2e_environment() {
+	mkdir -p .local
+
+	# A fresh database for the emulated API, dropped on exit.
+	E2E_DB_NAME="favorites_e2e_$(random_hex 12)"
+	E2E_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$E2E_DB_NAME")
+	export E2E_DATABASE_URL
+	say "creating database $E2E_DB_NAME"
+	psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$E2E_DB_NAME\"" ||
+		die "could not create database $E2E_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL") (does that role have CREATEDB?)"
+	add_cleanup "_drop_e2e_database '$E2E_DB_NAME'"
+
+	local migrate="$CARGO_TARGET_DIR/debug/migrate"
+	[ -x "$migrate" ] || die "$migrate is missing; the build step should have produced it (cargo build --workspace)"
+	say "running migrations: DATABASE_URL=$(redact_url "$E2E_DATABASE_URL") $migrate"
+	env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$E2E_DATABASE_URL" "$migrate" ||
+		die "migrations failed on $E2E_DB_NAME; reproduce with: DATABASE_URL=<db url> $migrate"
+
+	# Per-run data dir so the e2e run never reads or writes the developer's .local state.
+	local data_dir
+	data_dir=$(mktemp -d "$REPO_ROOT/.local/e2e-data.XXXXXX")
+	add_cleanup "rm -rf '$data_dir'"
+
+	local port
+	port=$(free_port)
+	export E2E_BASE_URL="http://127.0.0.1:$port"
+	# Exported so tests can mint tokens the functions accept (expired-token tests and the like).
+	E2E_JWT_SECRET=$(random_hex 48)
+	export E2E_JWT_SECRET
+	: >"$E2E_LOG"
+	say "starting the functions: cargo lambda watch on $E2E_BASE_URL (log: $E2E_LOG)"
+	# Not detached from our process group: a CI runner killing the job also stops the emulator.
+	# The functions it spawns run in sessions of their own; stop_tree finds them by parentage.
+	env \
+		DATABASE_URL="$E2E_DATABASE_URL" \
+		JWT_SECRET="$E2E_JWT_SECRET" \
+		BCRYPT_COST=4 \
+		FAVORITES_DATA_DIR="$data_dir" \
+		CARGO_TERM_COLOR=never \
+		cargo lambda watch --ignore-changes --color never -A 127.0.0.1 -P "$port" \
+		>"$E2E_LOG" 2>&1 </dev/null &
+	E2E_EMULATOR_PID=$!
+	add_cleanup "stop_tree $E2E_EMULATOR_PID 'cargo lambda watch (e2e emulator)'; stop_by_env 'AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$port/' 'leftover e2e function processes'"
+
+	# The first request to a function runs `cargo run --bin <fn>`, hence the long timeout.
+	wait_http "$E2E_BASE_URL/health" "$E2E_HEALTH_TIMEOUT" "$E2E_LOG" "$E2E_EMULATOR_PID"
+
+	if [ "$E2E_WARMUP" = 1 ]; then
+		warm_functions "$port"
+	fi
+}
+
+# Start every routed function once, so no test waits for (or races with) a `cargo run`
+# of a function that the emulator starts lazily on its first request.
+warm_functions() {
+	local port=$1 fn code functions body
+	functions=$(router_functions) || {
+		warn "could not read the router from cargo metadata; functions will start on first use"
+		return 0
+	}
+	body=$(mktemp)
+	add_cleanup "rm -f '$body'"
+	for fn in $functions; do
+		[ "$fn" != health ] || continue
+		say "starting function $fn"
+		code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 180 \
+			"http://127.0.0.1:$port/lambda-url/$fn/__warmup" 2>/dev/null) || code=""
+		if ! kill -0 "$E2E_EMULATOR_PID" 2>/dev/null; then
+			tail_log "$E2E_LOG" 60
+			die "the emulator exited while starting function $fn"
+		fi
+		case "$code" in
+		"" | 000)
+			tail_log "$E2E_LOG" 60
+			die "function $fn did not answer within 180s (does it build and start? see $E2E_LOG)"
+			;;
+		404)
+			if grep -q '"Missing function"' "$body"; then
+				warn "the router in Cargo.toml names function '$fn' but no binary target has that name (not written yet?); requests to its routes will answer 404"
+			fi
+			;;
+		5??) warn "function $fn answered HTTP $code to a warm-up request (see $E2E_LOG)" ;;
+		esac
+	done
+}
+
+_drop_e2e_database() {
+	local name=$1
+	say "dropping database $name"
+	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 ||
+		psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\"" >/dev/null ||
+		warn "could not drop database $name; drop it by hand"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+step "Tools: project venv and cargo-lambda" "delete .venv and rerun to rebuild it"
+ensure_venv
+ensure_cargo_lambda
+need_cmd curl
+say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+
+step "Postgres for tests" "set TEST_DATABASE_URL to an admin URL of a reachable Postgres, or unset it to get a throwaway server"
+ensure_postgres
+
+step "Redis for tests" "set TEST_REDIS_URL to a reachable Redis, or unset it to get a throwaway server"
+ensure_redis
+
+step "Formatting: cargo fmt --all --check" "run: make fmt"
+cargo fmt --all --check
+
+step "Lints: cargo clippy --workspace --all-targets --locked -- -D warnings" "fix the warnings above (or run: make lint)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Build: cargo build --workspace --locked (the binaries the emulator runs)" "fix the build errors above"
+cargo build --workspace --locked
+
+step "Build tests: cargo nextest run --no-run" "fix the build errors above"
+# Built before the emulator starts, so the test build never competes with it for the cargo lock.
+cargo nextest run --workspace --locked --profile ci --no-run
+
+step "End-to-end environment: database, migrations, cargo lambda watch" "see $E2E_LOG; reproduce with: make run"
+start_e2e_environment
+say "E2E_BASE_URL=$E2E_BASE_URL  TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")  TEST_REDIS_URL=$(redact_url "$TEST_REDIS_URL")"
+
+step "Tests: cargo nextest run --workspace --locked --profile ci${*:+ $*}" "failing tests are listed above; the emulator log is $E2E_LOG (kept after the run)"
+cargo nextest run --workspace --locked --profile ci "$@"
+
+extra_checks
+
+step_done
+say "all checks passed"

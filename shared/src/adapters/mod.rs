@@ -1,0 +1,6 @@
+//! Adapters: each port implemented by one technology. Only this module imports sqlx, bcrypt
+//! and jsonwebtoken; the domain and the use cases know none of them.
+
+pub mod bcrypt;
+pub mod jwt;
+pub mod sql;

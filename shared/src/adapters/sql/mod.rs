@@ -1,0 +1,198 @@
+//! SQL storage through sqlx: Postgres in production, SQLite as the embedded default, chosen by
+//! the `DATABASE_URL` scheme. Both implement the same ports and pass the same contract tests.
+//! This is the only module that imports sqlx.
+
+mod postgres;
+mod sqlite;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+pub use postgres::{PgFavoriteRepository, PgUserRepository};
+pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
+
+use crate::config::DatabaseConfig;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Asset, AssetInput, Favorite};
+use crate::ports::{
+    DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
+    UserByEmail, UserInserter,
+};
+
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Every user port at once, for wiring; each function then keeps only the ones it uses.
+pub trait UserRepository: UserInserter + UserByEmail {}
+impl<T: UserInserter + UserByEmail> UserRepository for T {}
+
+/// A connection pool to one of the two dialects.
+#[derive(Clone)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Database {
+    /// Builds the pool once per cold start. Postgres connections open lazily, on the first
+    /// query, so a cold start does not pay for a connection a request may never need. The
+    /// embedded default is migrated here; Postgres only through the `migrate` function.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let url = config.url.expose_secret();
+        if config.is_postgres() {
+            let options = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .min_connections(0)
+                .acquire_timeout(config.timeout)
+                .idle_timeout(Duration::from_secs(60))
+                .connect_lazy_with(options);
+            return Ok(Self::Postgres(pool));
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .context("parsing DATABASE_URL")?
+            .create_if_missing(true)
+            // WAL lets the functions of `make run`, separate processes, read while one writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(config.timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.timeout)
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")?;
+        let database = Self::Sqlite(pool);
+        if config.embedded {
+            database.migrate_racing_siblings().await?;
+        }
+        Ok(database)
+    }
+
+    /// Applies pending migrations of this dialect.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => PG_MIGRATIONS.run(pool).await.context("applying Postgres migrations"),
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await.context("applying SQLite migrations"),
+        }
+    }
+
+    /// Under `make run` every function is its own process and the first requests can start
+    /// several at once; SQLite has no migration lock, so the loser of a race retries and then
+    /// finds the winner's migrations applied.
+    async fn migrate_racing_siblings(&self) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.migrate().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = format!("{e:#}"), attempt, "migration raced a sibling; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn users(&self) -> Arc<dyn UserRepository> {
+        match self {
+            Self::Postgres(pool) => Arc::new(PgUserRepository::new(pool.clone())),
+            Self::Sqlite(pool) => Arc::new(SqliteUserRepository::new(pool.clone())),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+#[async_trait]
+impl DatabaseHealth for Database {
+    async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => sqlx::query("select 1").execute(pool).await.map(drop),
+            Self::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.map(drop),
+        }
+        .context("pinging the database")
+    }
+}
+
+/// True when `error` is a unique-constraint violation (Postgres 23505, SQLite 2067/1555).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
+/// True when `error` is a foreign-key violation: a token naming a user who no longer exists.
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_foreign_key_violation())
+}
+
+/// Every favorite port at once, for wiring; each function keeps only the one it uses.
+pub trait FavoriteRepository:
+    FavoriteInserter + FavoriteGetter + FavoriteDescriptionUpdater + FavoriteRemover + FavoriteLister
+{
+}
+impl<T> FavoriteRepository for T where
+    T: FavoriteInserter + FavoriteGetter + FavoriteDescriptionUpdater + FavoriteRemover + FavoriteLister
+{
+}
+
+impl Database {
+    pub fn favorites(&self) -> Arc<dyn FavoriteRepository> {
+        match self {
+            Self::Postgres(pool) => Arc::new(PgFavoriteRepository::new(pool.clone())),
+            Self::Sqlite(pool) => Arc::new(SqliteFavoriteRepository::new(pool.clone())),
+        }
+    }
+}
+
+/// How many rows one round trip of the listing brings: large enough that round trips do not
+/// dominate, small enough that the rows in flight stay small (a chart is at most ~200 KB).
+const LIST_BATCH_ROWS: i64 = 256;
+
+/// What is stored in the `asset` column: the asset without its id, which has its own column.
+fn stored_asset(asset: &Asset) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(asset).context("serialising the asset")?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("id");
+    }
+    Ok(value)
+}
+
+/// Rebuilds a favorite from its columns. The stored asset was valid when written and is parsed
+/// again on the way out, so a row edited by hand cannot smuggle an invalid favorite out.
+fn favorite_from_row(
+    id: String,
+    asset: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> anyhow::Result<Favorite> {
+    let mut input: AssetInput = serde_json::from_value(asset).context("decoding a stored asset")?;
+    input.id = Some(id);
+    let asset = input
+        .parse()
+        .map_err(|e| anyhow::anyhow!("a stored asset no longer validates: {e}"))?;
+    Ok(Favorite {
+        asset,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Timestamps as both dialects print them: RFC 3339, UTC, microseconds.
+fn timestamp_text(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,204 @@
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{LIST_BATCH_ROWS, favorite_from_row, is_foreign_key_violation, is_unique_violation, stored_asset};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, PasswordHash, User, UserId};
+use crate::ports::{
+    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
+    InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
+};
+
+pub struct PgUserRepository {
+    pool: PgPool,
+}
+
+impl PgUserRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl UserInserter for PgUserRepository {
+    async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
+        let result = sqlx::query("insert into users (id, email, password_hash) values ($1, $2, $3)")
+            .bind(user.id.as_uuid())
+            .bind(user.email.as_str())
+            .bind(user.password_hash.as_str())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
+            Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl UserByEmail for PgUserRepository {
+    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+        let row: Option<(Uuid, String, String)> =
+            sqlx::query_as("select id, email, password_hash from users where lower(email) = lower($1)")
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .context("selecting a user by email")?;
+        row.map(|(id, email, hash)| {
+            Ok(User {
+                id: UserId::from_uuid(id),
+                email: Email::parse(&email).context("a stored email no longer parses")?,
+                password_hash: PasswordHash::new(hash),
+            })
+        })
+        .transpose()
+    }
+}
+
+pub struct PgFavoriteRepository {
+    pool: PgPool,
+}
+
+impl PgFavoriteRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+type FavoriteRow = (String, serde_json::Value, DateTime<Utc>, DateTime<Utc>);
+
+#[async_trait]
+impl FavoriteInserter for PgFavoriteRepository {
+    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
+        let result: Result<(DateTime<Utc>, DateTime<Utc>), _> = sqlx::query_as(
+            "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at",
+        )
+        .bind(user.as_uuid())
+        .bind(asset.id.as_str())
+        .bind(stored_asset(asset)?)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok((created_at, updated_at)) => Ok(Favorite {
+                asset: asset.clone(),
+                created_at,
+                updated_at,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
+            Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
+            Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl FavoriteGetter for PgFavoriteRepository {
+    async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
+        let row: Option<FavoriteRow> =
+            sqlx::query_as("select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2")
+                .bind(user.as_uuid())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .context("selecting a favorite")?;
+        row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl FavoriteDescriptionUpdater for PgFavoriteRepository {
+    async fn update_description(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        description: &Description,
+    ) -> anyhow::Result<Option<Favorite>> {
+        let row: Option<FavoriteRow> = sqlx::query_as(
+            "update favorites
+                set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)), updated_at = now()
+              where user_id = $1 and id = $2
+          returning id, asset, created_at, updated_at",
+        )
+        .bind(user.as_uuid())
+        .bind(id.as_str())
+        .bind(description.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .context("updating a favorite's description")?;
+        row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl FavoriteRemover for PgFavoriteRepository {
+    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
+        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
+            .bind(user.as_uuid())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .context("deleting a favorite")?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+/// The listing's select: the favorite's JSON is assembled by Postgres itself, in the shape
+/// `Favorite` serialises to, so rows go to the client without being parsed here.
+const LIST_SELECT: &str = r#"
+    select id, created_at,
+           (asset || jsonb_build_object(
+               'id', id,
+               'created_at', to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text
+      from favorites
+     where user_id = $1"#;
+
+impl FavoriteLister for PgFavoriteRepository {
+    /// A server-side cursor in a read-only transaction, read `LIST_BATCH_ROWS` at a time: the
+    /// rows in memory are one batch at most, and when the stream is dropped (the client went
+    /// away) no further batch is fetched and the transaction's rollback closes the cursor.
+    fn list_favorites(&self, user: UserId, query: ListQuery) -> FavoriteStream {
+        let pool = self.pool.clone();
+        Box::pin(async_stream::try_stream! {
+            let mut tx = pool.begin().await.context("starting the listing transaction")?;
+            let declare = match query.after {
+                Some(_) => format!(
+                    "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
+                      order by created_at desc, id desc offset $2 limit $3"
+                ),
+                None => format!(
+                    "declare listing no scroll cursor for {LIST_SELECT}
+                      order by created_at desc, id desc offset $2 limit $3"
+                ),
+            };
+            let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+            // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
+            let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare)).bind(user.as_uuid()).bind(offset).bind(limit);
+            if let Some(after) = &query.after {
+                declare = declare.bind(after.created_at).bind(after.id.as_str());
+            }
+            declare.execute(&mut *tx).await.context("opening the listing cursor")?;
+            let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
+            loop {
+                let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str())).fetch(&mut *tx);
+                let mut fetched = 0;
+                while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing cursor")? {
+                    fetched += 1;
+                    yield ListedFavorite { position: ListPosition { created_at, id }, json };
+                }
+                drop(rows);
+                if fetched < LIST_BATCH_ROWS {
+                    break;
+                }
+            }
+            tx.rollback().await.context("closing the listing transaction")?;
+        })
+    }
+}

@@ -1,0 +1,192 @@
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use sqlx::SqlitePool;
+use uuid::Uuid;
+
+use super::{favorite_from_row, is_foreign_key_violation, is_unique_violation, stored_asset, timestamp_text};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, PasswordHash, User, UserId};
+use crate::ports::{
+    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
+    InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
+};
+
+/// Ids are stored as hyphenated text: readable with the sqlite3 shell, and ordered like the
+/// UUIDv7 bytes they spell.
+pub struct SqliteUserRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteUserRepository {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl UserInserter for SqliteUserRepository {
+    async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
+        let result = sqlx::query("insert into users (id, email, password_hash) values ($1, $2, $3)")
+            .bind(user.id.to_string())
+            .bind(user.email.as_str())
+            .bind(user.password_hash.as_str())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
+            Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl UserByEmail for SqliteUserRepository {
+    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("select id, email, password_hash from users where lower(email) = lower($1)")
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .context("selecting a user by email")?;
+        row.map(|(id, email, hash)| {
+            Ok(User {
+                id: UserId::from_uuid(Uuid::parse_str(&id).context("a stored user id is not a UUID")?),
+                email: Email::parse(&email).context("a stored email no longer parses")?,
+                password_hash: PasswordHash::new(hash),
+            })
+        })
+        .transpose()
+    }
+}
+
+pub struct SqliteFavoriteRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteFavoriteRepository {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+type FavoriteRow = (String, String, DateTime<Utc>, DateTime<Utc>);
+
+fn from_row((id, asset, created_at, updated_at): FavoriteRow) -> anyhow::Result<Favorite> {
+    let asset = serde_json::from_str(&asset).context("a stored asset is not JSON")?;
+    favorite_from_row(id, asset, created_at, updated_at)
+}
+
+#[async_trait]
+impl FavoriteInserter for SqliteFavoriteRepository {
+    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
+        let result: Result<(DateTime<Utc>, DateTime<Utc>), _> = sqlx::query_as(
+            "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at",
+        )
+        .bind(user.to_string())
+        .bind(asset.id.as_str())
+        .bind(stored_asset(asset)?.to_string())
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok((created_at, updated_at)) => Ok(Favorite {
+                asset: asset.clone(),
+                created_at,
+                updated_at,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
+            Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
+            Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl FavoriteGetter for SqliteFavoriteRepository {
+    async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
+        let row: Option<FavoriteRow> =
+            sqlx::query_as("select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2")
+                .bind(user.to_string())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .context("selecting a favorite")?;
+        row.map(from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
+    async fn update_description(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        description: &Description,
+    ) -> anyhow::Result<Option<Favorite>> {
+        let row: Option<FavoriteRow> = sqlx::query_as(
+            "update favorites
+                set asset = json_set(asset, '$.description', $3),
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+              where user_id = $1 and id = $2
+          returning id, asset, created_at, updated_at",
+        )
+        .bind(user.to_string())
+        .bind(id.as_str())
+        .bind(description.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .context("updating a favorite's description")?;
+        row.map(from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl FavoriteRemover for SqliteFavoriteRepository {
+    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
+        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
+            .bind(user.to_string())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .context("deleting a favorite")?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+impl FavoriteLister for SqliteFavoriteRepository {
+    /// SQLite steps its statement row by row as the stream is polled (sqlx runs it on a worker
+    /// thread behind a bounded channel), so memory stays flat; dropping the stream finalises the
+    /// statement. The JSON is assembled by SQLite, as Postgres does in its dialect.
+    fn list_favorites(&self, user: UserId, query: ListQuery) -> FavoriteStream {
+        let pool = self.pool.clone();
+        Box::pin(async_stream::try_stream! {
+            let keyset = if query.after.is_some() { "and (created_at, id) < ($4, $5)" } else { "" };
+            let sql = format!(
+                "select id, created_at,
+                        json_set(asset, '$.id', id, '$.created_at', created_at, '$.updated_at', updated_at)
+                   from favorites
+                  where user_id = $1 {keyset}
+                  order by created_at desc, id desc
+                  limit $3 offset $2"
+            );
+            // SQLite spells "no limit" as a negative limit.
+            let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+            let mut select = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql))
+                .bind(user.to_string())
+                .bind(offset)
+                .bind(limit);
+            if let Some(after) = &query.after {
+                select = select.bind(timestamp_text(&after.created_at)).bind(after.id.clone());
+            }
+            let mut rows = select.fetch(&pool);
+            while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing")? {
+                let created_at = DateTime::parse_from_rfc3339(&created_at)
+                    .context("a stored created_at is not RFC 3339")?
+                    .with_timezone(&Utc);
+                yield ListedFavorite { position: ListPosition { created_at, id }, json };
+            }
+        })
+    }
+}

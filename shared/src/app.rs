@@ -1,0 +1,167 @@
+//! Wiring: for each function, the adapters it needs, built once per cold start from the
+//! configuration, and the router that serves it. Function binaries call [`run`] with one of
+//! the builders below and contain nothing else.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::adapters::bcrypt::BcryptPasswordHasher;
+use crate::adapters::jwt::JwtAccessTokens;
+use crate::adapters::sql::Database;
+use crate::config::{Config, DatabaseConfig, ProcessEnv};
+use crate::http::paging::CursorCodec;
+use crate::http::{
+    FavoritesState, HealthState, ListState, LoginState, SignupState, add_favorite_router, get_favorite_router,
+    health_router, list_favorites_router, login_router, remove_favorite_router, signup_router, update_favorite_router,
+};
+
+/// Runs a buffered-response function: logs, configuration, adapters, then the Lambda loop.
+/// A configuration or wiring error ends the cold start with the reason in the log.
+pub async fn run<F, Fut>(build: F) -> Result<(), lambda_http::Error>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Router>>,
+{
+    let router = cold_start(build).await?;
+    lambda_http::run(router).await
+}
+
+/// Runs a streaming-response function. Every response of such a function must be a stream
+/// (a buffered body would arrive empty), which axum's `Body` is in both cases.
+pub async fn run_streaming<F, Fut>(build: F) -> Result<(), lambda_http::Error>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Router>>,
+{
+    let router = cold_start(build).await?;
+    lambda_http::run_with_streaming_response(router).await
+}
+
+async fn cold_start<F, Fut>(build: F) -> Result<Router, lambda_http::Error>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Router>>,
+{
+    crate::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    config.warn_if_development();
+    let router = build(config)
+        .await
+        .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "cold start failed"))?;
+    Ok(router)
+}
+
+async fn database(config: &Config) -> anyhow::Result<Database> {
+    Database::connect(&config.database)
+        .await
+        .context("connecting to the database")
+}
+
+pub async fn signup(config: Config) -> anyhow::Result<Router> {
+    let users = database(&config).await?.users();
+    Ok(signup_router(SignupState {
+        users,
+        hasher: Arc::new(BcryptPasswordHasher::new(config.bcrypt_cost)),
+    }))
+}
+
+pub async fn login(config: Config) -> anyhow::Result<Router> {
+    let users = database(&config).await?.users();
+    Ok(login_router(LoginState {
+        users,
+        hasher: Arc::new(BcryptPasswordHasher::new(config.bcrypt_cost)),
+        tokens: tokens(&config),
+    }))
+}
+
+fn tokens(config: &Config) -> Arc<JwtAccessTokens> {
+    Arc::new(JwtAccessTokens::new(&config.jwt))
+}
+
+pub async fn add_favorite(config: Config) -> anyhow::Result<Router> {
+    let favorites = database(&config).await?.favorites();
+    Ok(add_favorite_router(FavoritesState {
+        favorites,
+        tokens: tokens(&config),
+    }))
+}
+
+pub async fn get_favorite(config: Config) -> anyhow::Result<Router> {
+    let favorites = database(&config).await?.favorites();
+    Ok(get_favorite_router(FavoritesState {
+        favorites,
+        tokens: tokens(&config),
+    }))
+}
+
+pub async fn update_favorite(config: Config) -> anyhow::Result<Router> {
+    let favorites = database(&config).await?.favorites();
+    Ok(update_favorite_router(FavoritesState {
+        favorites,
+        tokens: tokens(&config),
+    }))
+}
+
+pub async fn remove_favorite(config: Config) -> anyhow::Result<Router> {
+    let favorites = database(&config).await?.favorites();
+    Ok(remove_favorite_router(FavoritesState {
+        favorites,
+        tokens: tokens(&config),
+    }))
+}
+
+pub async fn list_favorites(config: Config) -> anyhow::Result<Router> {
+    let favorites = database(&config).await?.favorites();
+    let cursors = Arc::new(CursorCodec::new(&config.jwt.secret));
+    Ok(list_favorites_router(ListState {
+        favorites,
+        tokens: tokens(&config),
+        cursors,
+    }))
+}
+
+pub async fn health(config: Config) -> anyhow::Result<Router> {
+    let database = database(&config).await?;
+    Ok(health_router(HealthState {
+        database: Arc::new(database),
+    }))
+}
+
+/// Applies the database migrations and reports how many ran. Postgres is migrated only through
+/// this deliberate step (the `migrate` function, run by the deploy or by hand), never as a
+/// side effect of a cold start: two versions of the code may be live during a deploy.
+pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let database = Database::connect(config).await.context("connecting to the database")?;
+    database.migrate().await?;
+    database.close().await;
+    Ok(())
+}
+
+/// The `migrate` function: a Lambda handler when started by the Lambda runtime (the deploy
+/// invokes it), a one-shot command otherwise (`cargo run -p migrate`).
+pub async fn run_migrate() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+
+    crate::telemetry::init();
+    let config =
+        DatabaseConfig::from(&ProcessEnv).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        migrate(&config)
+            .await
+            .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "migration failed"))?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    let config = &config;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+        migrate(config).await.map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "migration failed");
+            lambda_http::Error::from(format!("{e:#}"))
+        })?;
+        Ok::<_, lambda_http::Error>(serde_json::json!({ "status": "migrated" }))
+    }))
+    .await
+}

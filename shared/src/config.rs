@@ -1,0 +1,274 @@
+//! Configuration: every environment variable the functions read, read here and nowhere else,
+//! validated once per cold start. A bad value stops the cold start with a message naming the
+//! variable, instead of failing the first request that happens to need it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The shortest HS256 key we accept: RFC 7518 §3.2 asks for a key as long as the hash output.
+const JWT_SECRET_MIN_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+    #[error("{name} is required when {when}")]
+    Missing { name: &'static str, when: &'static str },
+    #[error("could not prepare the development data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub jwt: JwtConfig,
+    /// bcrypt cost factor (`BCRYPT_COST`, 4–31, default 12).
+    pub bcrypt_cost: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`.
+    pub url: SecretString,
+    /// True for the embedded default (no `DATABASE_URL`): SQLite in the data directory,
+    /// migrated automatically at cold start.
+    pub embedded: bool,
+    /// Connections per function instance (`DATABASE_MAX_CONNECTIONS`, default 2): one Lambda
+    /// instance serves one request at a time, and RDS Proxy does the pooling across instances.
+    pub max_connections: u32,
+    /// How long to wait for a connection or a query (`DATABASE_TIMEOUT_MS`, default 5000).
+    pub timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// The database settings alone: all that the `migrate` function needs.
+    pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
+        let max_connections = parse(env, "DATABASE_MAX_CONNECTIONS", 2, 1..=100)?;
+        let timeout = Duration::from_millis(parse(env, "DATABASE_TIMEOUT_MS", 5_000, 100..=60_000)?);
+        let (url, embedded) = match env.get("DATABASE_URL") {
+            Some(url) => {
+                let known = ["postgres://", "postgresql://", "sqlite:"]
+                    .iter()
+                    .any(|p| url.starts_with(p));
+                if !known {
+                    return Err(invalid(
+                        "DATABASE_URL",
+                        "must start with postgres://, postgresql:// or sqlite:",
+                    ));
+                }
+                (url, false)
+            }
+            None => {
+                let path = ensure_dir(&data_dir(env))?.join("favorites.sqlite");
+                (format!("sqlite://{}?mode=rwc", path.display()), true)
+            }
+        };
+        Ok(Self {
+            url: url.into(),
+            embedded,
+            max_connections,
+            timeout,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let url = self.url.expose_secret();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: SecretString,
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+}
+
+/// Where environment values come from: the process environment in production, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&ProcessEnv)
+    }
+
+    pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
+        let database = DatabaseConfig::from(env)?;
+        let data_dir = data_dir(env);
+        let secret = match env.get("JWT_SECRET") {
+            Some(secret) if secret.len() < JWT_SECRET_MIN_BYTES => {
+                return Err(invalid("JWT_SECRET", "must be at least 32 bytes"));
+            }
+            Some(secret) => SecretString::from(secret),
+            None if database.embedded => development_jwt_secret(&data_dir)?,
+            None => {
+                return Err(ConfigError::Missing {
+                    name: "JWT_SECRET",
+                    when: "DATABASE_URL is set",
+                });
+            }
+        };
+        Ok(Config {
+            database,
+            jwt: JwtConfig {
+                secret,
+                issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "favorites".into()),
+                audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "favorites-api".into()),
+                ttl: Duration::from_secs(parse(env, "JWT_TTL_SECONDS", 3_600, 60..=86_400)?),
+            },
+            bcrypt_cost: parse(env, "BCRYPT_COST", 12, 4..=31)?,
+        })
+    }
+
+    /// The embedded default is a development setup and says so loudly, once per cold start.
+    pub fn warn_if_development(&self) {
+        if self.database.embedded {
+            tracing::warn!(
+                "DEVELOPMENT SETUP: embedded SQLite database and a generated JWT key in the local data \
+                 directory; set DATABASE_URL and JWT_SECRET for anything else"
+            );
+        }
+    }
+}
+
+fn data_dir(env: &dyn Env) -> PathBuf {
+    PathBuf::from(env.get("FAVORITES_DATA_DIR").unwrap_or_else(|| ".local".into()))
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    }
+}
+
+fn parse<T>(env: &dyn Env, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(raw) = env.get(name) else { return Ok(default) };
+    let value: T = raw
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("{raw:?} is not a number")))?;
+    if !range.contains(&value) {
+        return Err(invalid(
+            name,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
+fn ensure_dir(dir: &PathBuf) -> Result<PathBuf, ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir.clone())
+}
+
+/// A random key generated on first use and kept in the data directory, so that tokens survive
+/// a restart of `make run`. Written with `create_new` so two functions starting at once agree
+/// on one key: the loser of the race reads the winner's file.
+fn development_jwt_secret(data_dir: &PathBuf) -> Result<SecretString, ConfigError> {
+    use std::io::Write;
+
+    let path = ensure_dir(data_dir)?.join("dev-jwt.key");
+    let io_error = |source| ConfigError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let key: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(mut file) => {
+            file.write_all(key.as_bytes()).map_err(io_error)?;
+            Ok(key.into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // The winner may not have finished writing yet: wait for a whole key.
+            for _ in 0..50 {
+                let existing = std::fs::read_to_string(&path).map_err(io_error)?;
+                if existing.trim().len() >= JWT_SECRET_MIN_BYTES {
+                    return Ok(existing.trim().to_string().into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(invalid(
+                "FAVORITES_DATA_DIR",
+                format!("{} holds no usable key; delete it", path.display()),
+            ))
+        }
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_without_a_jwt_secret_is_refused_at_cold_start() {
+        let err = Config::from(&[("DATABASE_URL", "postgres://localhost/x")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let err = Config::from(&[("DATABASE_URL", "postgres://localhost/x"), ("JWT_SECRET", "short")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn an_out_of_range_bcrypt_cost_names_the_variable() {
+        let secret = "k".repeat(32);
+        let env = [
+            ("DATABASE_URL", "postgres://h/db"),
+            ("JWT_SECRET", secret.as_str()),
+            ("BCRYPT_COST", "40"),
+        ];
+        let err = Config::from(&env).unwrap_err();
+        assert!(err.to_string().starts_with("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_refused() {
+        let err = Config::from(&[("DATABASE_URL", "mysql://h/db")]).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_default_generates_one_development_key_and_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("favorites-config-{}", uuid::Uuid::new_v4()));
+        let dir_str = dir.display().to_string();
+        let first = Config::from(&[("FAVORITES_DATA_DIR", dir_str.as_str())]).unwrap();
+        let second = Config::from(&[("FAVORITES_DATA_DIR", dir_str.as_str())]).unwrap();
+        assert!(first.database.embedded);
+        assert_eq!(first.jwt.secret.expose_secret(), second.jwt.secret.expose_secret());
+        assert!(first.jwt.secret.expose_secret().len() >= 32);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

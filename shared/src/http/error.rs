@@ -1,0 +1,197 @@
+//! The one place where failures become HTTP responses: JSON:API error objects, a status per
+//! use-case error, and 500s that are logged with their whole cause chain but never shown.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::domain::Invalid;
+use crate::ports::TokenRejected;
+use crate::usecases::add_favorite::AddFavoriteError;
+use crate::usecases::get_favorite::GetFavoriteError;
+use crate::usecases::login::LoginError;
+use crate::usecases::remove_favorite::RemoveFavoriteError;
+use crate::usecases::signup::SignupError;
+use crate::usecases::update_favorite::UpdateFavoriteError;
+
+/// An error answer: `{"errors":[{"status","title","detail","source":{"pointer"}}]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    source: Option<Source>,
+    retry_after_seconds: Option<u64>,
+}
+
+/// What JSON:API calls the error's source: a pointer into the body, or a query/path parameter.
+#[derive(Debug)]
+enum Source {
+    Pointer(String),
+    Parameter(String),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            source: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// Blames the body field at this JSON pointer (`""` for the whole body).
+    pub fn at(mut self, pointer: impl Into<String>) -> Self {
+        self.source = Some(Source::Pointer(pointer.into()));
+        self
+    }
+
+    /// A 400 blaming a query or path parameter.
+    pub fn bad_parameter(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::BAD_REQUEST, detail);
+        error.source = Some(Source::Parameter(name.into()));
+        error
+    }
+
+    pub fn bad_request(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail).at(pointer)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// A failure the client cannot fix. The cause chain goes to the log; the client gets a
+    /// generic sentence, never SQL, a stack trace or a hostname.
+    pub fn internal(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "request failed");
+        Self::internal_quiet()
+    }
+
+    /// The client's side of a 500 whose cause was logged already.
+    pub fn internal_quiet() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request could not be completed; it is safe to retry",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The JSON body, for places that write it themselves (a stream that fails midway).
+    pub fn body(&self) -> serde_json::Value {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let source = self.source.as_ref().map(|source| match source {
+            Source::Pointer(pointer) => serde_json::json!({ "pointer": pointer }),
+            Source::Parameter(name) => serde_json::json!({ "parameter": name }),
+        });
+        let mut object = serde_json::json!({
+            "status": self.status.as_str(),
+            "title": title,
+            "detail": self.detail,
+        });
+        if let Some(source) = source {
+            object["source"] = source;
+        }
+        serde_json::json!({ "errors": [object] })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::bad_request(invalid.pointer, invalid.detail)
+    }
+}
+
+impl From<TokenRejected> for ApiError {
+    fn from(rejected: TokenRejected) -> Self {
+        Self::unauthorized(match rejected {
+            TokenRejected::Expired => "the access token has expired; log in again",
+            TokenRejected::Invalid => "the access token is missing or not valid",
+        })
+    }
+}
+
+impl From<SignupError> for ApiError {
+    fn from(error: SignupError) -> Self {
+        match error {
+            SignupError::EmailTaken => {
+                Self::new(StatusCode::CONFLICT, "an account with this email already exists").at("/email")
+            }
+            SignupError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => Self::unauthorized("invalid email or password"),
+            LoginError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<AddFavoriteError> for ApiError {
+    fn from(error: AddFavoriteError) -> Self {
+        match error {
+            AddFavoriteError::Duplicate => {
+                Self::new(StatusCode::CONFLICT, "you already have a favorite with this id").at("/id")
+            }
+            AddFavoriteError::UnknownUser => {
+                Self::unauthorized("the account this token was issued to no longer exists")
+            }
+            AddFavoriteError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+const NO_SUCH_FAVORITE: &str = "you have no favorite with this id";
+
+impl From<GetFavoriteError> for ApiError {
+    fn from(error: GetFavoriteError) -> Self {
+        match error {
+            GetFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
+            GetFavoriteError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<UpdateFavoriteError> for ApiError {
+    fn from(error: UpdateFavoriteError) -> Self {
+        match error {
+            UpdateFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
+            UpdateFavoriteError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<RemoveFavoriteError> for ApiError {
+    fn from(error: RemoveFavoriteError) -> Self {
+        match error {
+            RemoveFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
+            RemoveFavoriteError::Unknown(e) => Self::internal(e),
+        }
+    }
+}

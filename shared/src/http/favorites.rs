@@ -1,0 +1,127 @@
+//! `POST /favorites`, `GET|PATCH|DELETE /favorites/{id}`: one router per function, each
+//! holding only the port its operation uses.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{AuthUser, JsonBody};
+use super::finish;
+use crate::domain::{AssetInput, Description, FavoriteId, Invalid};
+use crate::ports::{AccessTokens, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
+use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favorite};
+
+/// A chart of 5 000 points is about 150 KB of JSON; nothing valid needs more than this.
+const ASSET_LIMIT: usize = 256 * 1024;
+const PATCH_LIMIT: usize = 16 * 1024;
+
+/// A function's state: the one port it uses and the token verifier every route needs.
+pub struct FavoritesState<P: ?Sized> {
+    pub favorites: Arc<P>,
+    pub tokens: Arc<dyn AccessTokens>,
+}
+
+impl<P: ?Sized> Clone for FavoritesState<P> {
+    fn clone(&self) -> Self {
+        Self {
+            favorites: self.favorites.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+impl<P: ?Sized> FromRef<FavoritesState<P>> for Arc<dyn AccessTokens> {
+    fn from_ref(state: &FavoritesState<P>) -> Self {
+        state.tokens.clone()
+    }
+}
+
+fn favorite_id(path: Result<Path<String>, PathRejection>) -> Result<FavoriteId, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::bad_parameter("id", "is not a valid path segment"))?;
+    FavoriteId::parse(&raw).map_err(|e| ApiError::bad_parameter("id", e.detail))
+}
+
+pub fn add_favorite_router(state: FavoritesState<dyn FavoriteInserter>) -> Router {
+    finish(Router::new().route("/favorites", post(add_handler)), state)
+}
+
+async fn add_handler(
+    State(state): State<FavoritesState<dyn FavoriteInserter>>,
+    AuthUser(user): AuthUser,
+    JsonBody(body): JsonBody<AssetInput, ASSET_LIMIT>,
+) -> Result<impl IntoResponse, ApiError> {
+    let asset = body.parse()?;
+    let favorite = add_favorite::add_favorite(state.favorites.as_ref(), user, asset).await?;
+    let location = format!("/favorites/{}", favorite.asset.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(favorite)))
+}
+
+pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>) -> Router {
+    finish(Router::new().route("/favorites/{id}", get(get_handler)), state)
+}
+
+async fn get_handler(
+    State(state): State<FavoritesState<dyn FavoriteGetter>>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = favorite_id(path)?;
+    Ok(Json(
+        get_favorite::get_favorite(state.favorites.as_ref(), user, &id).await?,
+    ))
+}
+
+/// `{description}`: the one editable field. Anything else is refused by name rather than
+/// silently ignored, so a client that tries to rename learns that it cannot.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    description: Option<String>,
+}
+
+impl PatchBody {
+    fn parse(self) -> Result<Description, Invalid> {
+        let description = self
+            .description
+            .ok_or_else(|| Invalid::new("/description", "is required"))?;
+        Description::parse(&description)
+    }
+}
+
+pub fn update_favorite_router(state: FavoritesState<dyn FavoriteDescriptionUpdater>) -> Router {
+    finish(Router::new().route("/favorites/{id}", patch(update_handler)), state)
+}
+
+async fn update_handler(
+    State(state): State<FavoritesState<dyn FavoriteDescriptionUpdater>>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<PatchBody, PATCH_LIMIT>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = favorite_id(path)?;
+    let description = body.parse()?;
+    Ok(Json(
+        update_favorite::update_description(state.favorites.as_ref(), user, &id, &description).await?,
+    ))
+}
+
+pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>) -> Router {
+    finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state)
+}
+
+async fn remove_handler(
+    State(state): State<FavoritesState<dyn FavoriteRemover>>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = favorite_id(path)?;
+    remove_favorite::remove_favorite(state.favorites.as_ref(), user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,54 @@
+//! `GET /health`: each dependency's state; 503 when the database, the one dependency the
+//! service cannot work without, does not answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::finish;
+use crate::ports::DatabaseHealth;
+
+/// Health is asked by load balancers and humans in a hurry: answer within this, whatever.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct HealthState {
+    pub database: Arc<dyn DatabaseHealth>,
+}
+
+pub fn health_router(state: HealthState) -> Router {
+    finish(Router::new().route("/health", get(health_handler)), state)
+}
+
+async fn health_handler(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
+    let database = match tokio::time::timeout(PING_TIMEOUT, state.database.ping()).await {
+        Ok(Ok(())) => json!({ "status": "up" }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "health: database is down");
+            json!({ "status": "down" })
+        }
+        Err(_) => {
+            tracing::warn!("health: database did not answer within {PING_TIMEOUT:?}");
+            json!({ "status": "down", "detail": "timed out" })
+        }
+    };
+    let up = database["status"] == "up";
+    let dependencies = json!({ "database": database });
+    if up {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "dependencies": dependencies })),
+        )
+    } else {
+        let error = json!({ "status": "503", "title": "Service Unavailable", "detail": "the database is unreachable" });
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "dependencies": dependencies, "errors": [error] })),
+        )
+    }
+}

@@ -1,0 +1,174 @@
+//! `GET /favorites`: the list, streamed.
+//!
+//! Rows come from the store's stream and are written to the body as they arrive, in chunks of
+//! about [`CHUNK_BYTES`]; the body is pulled by whoever sends it (the Lambda runtime, hyper in
+//! tests), so a slow client slows the query instead of filling memory, and a client that goes
+//! away drops the stream and with it the query.
+//!
+//! Formats: JSON `{"data":[…],"next_cursor":…}` by default; with `Accept: application/x-ndjson`
+//! one favorite per line and a last line `{"next_cursor":…}`.
+//!
+//! A failure after the first byte cannot change the status any more. It is logged, and the
+//! body is left visibly incomplete: JSON stops without its closing `]}` (a parse error for any
+//! client), NDJSON ends with an `{"errors":[…]}` line instead of the `next_cursor` line. Either
+//! way the response is also cut short at the transport level (Lambda reports the error in its
+//! stream trailer; a chunked HTTP response ends without its last chunk).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::error::ApiError;
+use super::extract::AuthUser;
+use super::finish;
+use super::paging::{CursorCodec, ListParams, Paging};
+use crate::domain::UserId;
+use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
+use crate::usecases::list_favorites::list_favorites;
+
+/// Body chunk size: big enough that per-chunk overhead (a frame through the Lambda runtime
+/// API) is small, small enough to reach the client promptly and keep memory flat.
+pub const CHUNK_BYTES: usize = 32 * 1024;
+
+pub const NDJSON: &str = "application/x-ndjson";
+
+#[derive(Clone)]
+pub struct ListState {
+    pub favorites: Arc<dyn FavoriteLister>,
+    pub tokens: Arc<dyn AccessTokens>,
+    pub cursors: Arc<CursorCodec>,
+}
+
+impl FromRef<ListState> for Arc<dyn AccessTokens> {
+    fn from_ref(state: &ListState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+pub fn list_favorites_router(state: ListState) -> Router {
+    finish(Router::new().route("/favorites", get(list_handler)), state)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    NdJson,
+}
+
+impl Format {
+    fn from_accept(headers: &HeaderMap) -> Self {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let wants_ndjson = accept
+            .split(',')
+            .any(|part| part.split(';').next().unwrap_or("").trim() == NDJSON);
+        if wants_ndjson { Self::NdJson } else { Self::Json }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::NdJson => NDJSON,
+        }
+    }
+}
+
+async fn list_handler(
+    State(state): State<ListState>,
+    AuthUser(user): AuthUser,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|_| ApiError::bad_parameter("", "the query string is malformed"))?;
+    let paging = Paging::parse(params, &state.cursors, user)?;
+    let format = Format::from_accept(&headers);
+    let mut rows = list_favorites(state.favorites.as_ref(), user, paging.query);
+    // Wait for the first row before answering: a database that is down is still a clean
+    // 500 here, with a JSON:API body, rather than a 200 that breaks off.
+    let first = rows.next().await.transpose().map_err(ApiError::internal)?;
+    let body = render(first, rows, format, paging.page_size, user, state.cursors.clone());
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    Ok(response)
+}
+
+/// The response body as a stream of chunks. Holds one chunk and one row at a time.
+fn render(
+    first: Option<crate::ports::ListedFavorite>,
+    mut rows: FavoriteStream,
+    format: Format,
+    page_size: Option<u64>,
+    user: UserId,
+    cursors: Arc<CursorCodec>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    async_stream::try_stream! {
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+        if format == Format::Json {
+            chunk.extend_from_slice(b"{\"data\":[");
+        }
+        let mut shown: u64 = 0;
+        let mut last: Option<ListPosition> = None;
+        let mut more = false;
+        let mut next = first.map(Ok);
+        loop {
+            let row = match next.take() {
+                Some(row) => Some(row),
+                None => rows.next().await,
+            };
+            let row = match row {
+                None => break,
+                Some(Ok(row)) => row,
+                Some(Err(error)) => {
+                    tracing::error!(error = format!("{error:#}"), rows_sent = shown, "the list broke off mid-stream");
+                    if format == Format::NdJson {
+                        let body = ApiError::internal_quiet().body();
+                        chunk.extend_from_slice(body.to_string().as_bytes());
+                        chunk.push(b'\n');
+                        yield Bytes::from(std::mem::take(&mut chunk));
+                    } else if !chunk.is_empty() {
+                        yield Bytes::from(std::mem::take(&mut chunk));
+                    }
+                    Err(std::io::Error::other("the list broke off mid-stream"))?;
+                    unreachable!();
+                }
+            };
+            if page_size == Some(shown) {
+                // The extra row asked for: it exists, so there is a next page.
+                more = true;
+                break;
+            }
+            if format == Format::Json && shown > 0 {
+                chunk.push(b',');
+            }
+            chunk.extend_from_slice(row.json.as_bytes());
+            if format == Format::NdJson {
+                chunk.push(b'\n');
+            }
+            shown += 1;
+            last = Some(row.position);
+            if chunk.len() >= CHUNK_BYTES {
+                yield Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
+            }
+        }
+        drop(rows);
+        let next_cursor = match (more, last) {
+            (true, Some(position)) => serde_json::Value::String(cursors.encode(user, &position)),
+            _ => serde_json::Value::Null,
+        };
+        match format {
+            Format::Json => chunk.extend_from_slice(format!("],\"next_cursor\":{next_cursor}}}").as_bytes()),
+            Format::NdJson => chunk.extend_from_slice(format!("{{\"next_cursor\":{next_cursor}}}\n").as_bytes()),
+        }
+        tracing::info!(rows_sent = shown, more, "list streamed");
+        yield Bytes::from(chunk);
+    }
+}

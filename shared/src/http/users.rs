@@ -1,0 +1,94 @@
+//! `POST /signup` and `POST /login`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::finish;
+use crate::domain::{Email, Invalid, Password};
+use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserInserter};
+use crate::usecases::login::{LoginRequest, login};
+use crate::usecases::signup::{SignupRequest, signup};
+
+/// Credentials are small: 4 KiB leaves room for any legal email and password many times over.
+const CREDENTIALS_LIMIT: usize = 4 * 1024;
+
+/// `{email, password}` as sent. Fields are optional here so that a missing one is reported by
+/// name, like a mistyped one, instead of by serde's generic message.
+#[derive(Deserialize)]
+struct CredentialsBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+impl CredentialsBody {
+    fn parse(self) -> Result<(Email, Password), Invalid> {
+        let email = self.email.ok_or_else(|| Invalid::new("/email", "is required"))?;
+        let password = self.password.ok_or_else(|| Invalid::new("/password", "is required"))?;
+        Ok((Email::parse(&email)?, Password::parse(password)?))
+    }
+}
+
+#[derive(Clone)]
+pub struct SignupState {
+    pub users: Arc<dyn UserInserter>,
+    pub hasher: Arc<dyn PasswordHasher>,
+}
+
+pub fn signup_router(state: SignupState) -> Router {
+    finish(Router::new().route("/signup", post(signup_handler)), state)
+}
+
+async fn signup_handler(
+    State(state): State<SignupState>,
+    JsonBody(body): JsonBody<CredentialsBody, CREDENTIALS_LIMIT>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (email, password) = body.parse()?;
+    let user = signup(
+        state.users.as_ref(),
+        state.hasher.as_ref(),
+        SignupRequest { email, password },
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, "user signed up");
+    Ok((StatusCode::CREATED, Json(json!({ "id": user.id, "email": user.email }))))
+}
+
+#[derive(Clone)]
+pub struct LoginState {
+    pub users: Arc<dyn UserByEmail>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub tokens: Arc<dyn AccessTokens>,
+}
+
+pub fn login_router(state: LoginState) -> Router {
+    finish(Router::new().route("/login", post(login_handler)), state)
+}
+
+async fn login_handler(
+    State(state): State<LoginState>,
+    JsonBody(body): JsonBody<CredentialsBody, CREDENTIALS_LIMIT>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (email, password) = body.parse()?;
+    let request = LoginRequest { email, password };
+    let issued = login(
+        state.users.as_ref(),
+        state.hasher.as_ref(),
+        state.tokens.as_ref(),
+        request,
+    )
+    .await?;
+    Ok(Json(json!({
+        "token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in_seconds,
+    })))
+}

@@ -1,0 +1,18 @@
+//! Ports: what the use cases need from the outside world, one narrow trait per role so that
+//! each function depends only on what it uses (and its IAM policy can say the same).
+//!
+//! Contracts are written on each method; every adapter must honour them, and the contract
+//! tests in `shared/tests/` check both SQL adapters against the same expectations.
+
+mod auth;
+mod favorites;
+mod health;
+mod users;
+
+pub use auth::{AccessTokens, IssuedToken, PasswordHasher, TokenRejected};
+pub use favorites::{
+    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
+    InsertFavoriteError, ListPosition, ListQuery, ListedFavorite,
+};
+pub use health::DatabaseHealth;
+pub use users::{InsertUserError, UserByEmail, UserInserter};

@@ -1,0 +1,10 @@
+//! Use cases: one module per operation, each with its own error enum. They speak only in
+//! domain types and ports; HTTP status codes are decided in `http::error`, nowhere else.
+
+pub mod add_favorite;
+pub mod get_favorite;
+pub mod list_favorites;
+pub mod login;
+pub mod remove_favorite;
+pub mod signup;
+pub mod update_favorite;

@@ -1,0 +1,320 @@
+//! Contract tests of the SQL adapters: every test runs against Postgres and SQLite, and both
+//! must behave the same way, because the functions cannot tell which one they talk to.
+
+mod support;
+
+use futures::TryStreamExt;
+use serde_json::json;
+use shared::adapters::sql::Database;
+use shared::domain::{Asset, AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
+use shared::ports::{InsertFavoriteError, InsertUserError, ListPosition, ListQuery};
+
+async fn a_user(db: &Database) -> UserId {
+    let user = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4())).unwrap(),
+        password_hash: PasswordHash::new("$2b$04$hash".into()),
+    };
+    db.users().insert_user(&user).await.unwrap();
+    user.id
+}
+
+fn insight(id: &str) -> Asset {
+    let input: AssetInput =
+        serde_json::from_value(json!({"id": id, "type": "insight", "name": format!("insight {id}"), "content": "c"}))
+            .unwrap();
+    input.parse().unwrap()
+}
+
+async fn list(db: &Database, user: UserId, query: ListQuery) -> Vec<serde_json::Value> {
+    db.favorites()
+        .list_favorites(user, query)
+        .map_ok(|row| serde_json::from_str::<serde_json::Value>(&row.json).unwrap())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn all() -> ListQuery {
+    ListQuery {
+        after: None,
+        offset: 0,
+        limit: None,
+    }
+}
+
+fn ids(items: &[serde_json::Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+both_dialects! {
+    a_user_is_found_by_email_whatever_its_case => user_is_found_by_email_whatever_its_case;
+    an_email_is_taken_case_insensitively => email_is_taken_case_insensitively;
+    racing_signups_with_one_email_store_exactly_one_user => racing_signups_store_one_user;
+    a_favorite_reads_back_as_stored => favorite_reads_back_as_stored;
+    a_duplicate_id_is_refused_for_the_same_user_only => duplicate_id_is_refused_for_the_same_user_only;
+    nobody_reads_edits_or_removes_another_users_favorite => nobody_touches_another_users_favorite;
+    an_update_changes_only_the_description_and_updated_at => update_changes_only_description;
+    a_removed_favorite_is_gone => removed_favorite_is_gone;
+    the_list_is_newest_first_and_scoped_to_its_user => list_is_newest_first_and_scoped;
+    a_listed_favorite_has_the_same_shape_as_a_fetched_one => listed_favorite_matches_fetched_one;
+    keyset_paging_walks_the_list_without_gaps_or_repeats => keyset_paging_walks_the_list;
+    offset_paging_skips_whole_pages => offset_paging_skips_pages;
+    a_list_dropped_midway_leaves_the_pool_usable => dropped_list_leaves_pool_usable;
+    a_favorite_for_a_user_that_does_not_exist_is_refused => favorite_for_unknown_user_is_refused;
+}
+
+async fn user_is_found_by_email_whatever_its_case(db: &Database) {
+    let users = db.users();
+    let user = User {
+        id: UserId::generate(),
+        email: Email::parse("Grace@Example.com").unwrap(),
+        password_hash: PasswordHash::new("$2b$04$x".into()),
+    };
+    users.insert_user(&user).await.unwrap();
+    let found = users
+        .user_by_email(&Email::parse("GRACE@example.COM").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, user.id);
+    assert_eq!(found.password_hash.as_str(), "$2b$04$x");
+    assert!(
+        users
+            .user_by_email(&Email::parse("nobody@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn email_is_taken_case_insensitively(db: &Database) {
+    let users = db.users();
+    let make = |email: &str| User {
+        id: UserId::generate(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash::new("h".into()),
+    };
+    users.insert_user(&make("ada@example.com")).await.unwrap();
+    let again = users.insert_user(&make("ADA@EXAMPLE.COM")).await;
+    assert!(matches!(again, Err(InsertUserError::EmailTaken)), "{again:?}");
+}
+
+async fn racing_signups_store_one_user(db: &Database) {
+    let attempts = (0..8).map(|_| {
+        let users = db.users();
+        async move {
+            let user = User {
+                id: UserId::generate(),
+                email: Email::parse("race@example.com").unwrap(),
+                password_hash: PasswordHash::new("h".into()),
+            };
+            users.insert_user(&user).await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Err(InsertUserError::EmailTaken)))
+        .count();
+    assert_eq!((stored, taken), (1, 7), "{results:?}");
+}
+
+async fn favorite_reads_back_as_stored(db: &Database) {
+    let user = a_user(db).await;
+    let input: AssetInput = serde_json::from_value(json!({
+        "id": "chart-1", "type": "chart", "name": "Revenue", "description": "monthly",
+        "x_axis": "month", "y_axis": "EUR", "data": [{"x": "2026-01", "y": 1.5}, {"x": 2, "y": -3}]
+    }))
+    .unwrap();
+    let asset = input.parse().unwrap();
+    let stored = db.favorites().insert_favorite(user, &asset).await.unwrap();
+    assert_eq!(stored.asset, asset);
+    assert_eq!(stored.created_at, stored.updated_at);
+    let fetched = db.favorites().get_favorite(user, &asset.id).await.unwrap().unwrap();
+    assert_eq!(fetched, stored);
+}
+
+async fn duplicate_id_is_refused_for_the_same_user_only(db: &Database) {
+    let (alice, bob) = (a_user(db).await, a_user(db).await);
+    let favorites = db.favorites();
+    favorites.insert_favorite(alice, &insight("same")).await.unwrap();
+    let again = favorites.insert_favorite(alice, &insight("same")).await;
+    assert!(matches!(again, Err(InsertFavoriteError::Duplicate)), "{again:?}");
+    favorites
+        .insert_favorite(bob, &insight("same"))
+        .await
+        .expect("ids are unique per user, not globally");
+}
+
+async fn nobody_touches_another_users_favorite(db: &Database) {
+    let (alice, mallory) = (a_user(db).await, a_user(db).await);
+    let favorites = db.favorites();
+    let id = FavoriteId::parse("secret").unwrap();
+    favorites.insert_favorite(alice, &insight("secret")).await.unwrap();
+    assert!(favorites.get_favorite(mallory, &id).await.unwrap().is_none());
+    let edit = Description::parse("pwned").unwrap();
+    assert!(
+        favorites
+            .update_description(mallory, &id, &edit)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!favorites.remove_favorite(mallory, &id).await.unwrap());
+    assert!(list(db, mallory, all()).await.is_empty());
+    let kept = favorites.get_favorite(alice, &id).await.unwrap().unwrap();
+    assert_eq!(kept.asset.description.as_str(), "");
+}
+
+async fn update_changes_only_description(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    let stored = favorites.insert_favorite(user, &insight("i")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let description = Description::parse("now with a description; ' or 1=1 --").unwrap();
+    let updated = favorites
+        .update_description(user, &stored.asset.id, &description)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.asset.description, description);
+    assert_eq!(updated.asset.name, stored.asset.name);
+    assert_eq!(updated.asset.kind, stored.asset.kind);
+    assert_eq!(updated.created_at, stored.created_at);
+    assert!(updated.updated_at > stored.updated_at);
+    let missing = FavoriteId::parse("missing").unwrap();
+    assert!(
+        favorites
+            .update_description(user, &missing, &description)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn removed_favorite_is_gone(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    let id = FavoriteId::parse("gone").unwrap();
+    favorites.insert_favorite(user, &insight("gone")).await.unwrap();
+    assert!(favorites.remove_favorite(user, &id).await.unwrap());
+    assert!(!favorites.remove_favorite(user, &id).await.unwrap());
+    assert!(favorites.get_favorite(user, &id).await.unwrap().is_none());
+    favorites
+        .insert_favorite(user, &insight("gone"))
+        .await
+        .expect("a removed id can be used again");
+}
+
+async fn list_is_newest_first_and_scoped(db: &Database) {
+    let (alice, bob) = (a_user(db).await, a_user(db).await);
+    let favorites = db.favorites();
+    for id in ["a", "b", "c"] {
+        favorites.insert_favorite(alice, &insight(id)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    favorites.insert_favorite(bob, &insight("bobs")).await.unwrap();
+    assert_eq!(ids(&list(db, alice, all()).await), ["c", "b", "a"]);
+    assert_eq!(ids(&list(db, bob, all()).await), ["bobs"]);
+}
+
+async fn listed_favorite_matches_fetched_one(db: &Database) {
+    let user = a_user(db).await;
+    let input: AssetInput = serde_json::from_value(json!({
+        "id": "aud", "type": "audience", "name": "Young GR", "description": "d",
+        "rules": {"country": "GR", "gender": "female", "age_min": 18, "age_max": 24, "social_media_hours": 2.5}
+    }))
+    .unwrap();
+    let stored = db
+        .favorites()
+        .insert_favorite(user, &input.parse().unwrap())
+        .await
+        .unwrap();
+    let listed = list(db, user, all()).await;
+    assert_eq!(listed, vec![serde_json::to_value(&stored).unwrap()]);
+}
+
+async fn keyset_paging_walks_the_list(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    // Inserted in one burst: many share a timestamp, so the id must break the ties.
+    for i in 0..23 {
+        favorites
+            .insert_favorite(user, &insight(&format!("f{i:02}")))
+            .await
+            .unwrap();
+    }
+    let everything = ids(&list(db, user, all()).await);
+    let mut walked = Vec::new();
+    let mut after: Option<ListPosition> = None;
+    loop {
+        let page: Vec<_> = favorites
+            .list_favorites(
+                user,
+                ListQuery {
+                    after: after.clone(),
+                    offset: 0,
+                    limit: Some(5),
+                },
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        walked.extend(page.iter().map(|row| row.position.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 5 => after = Some(last.position.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(walked, everything);
+    assert_eq!(walked.len(), 23);
+}
+
+async fn offset_paging_skips_pages(db: &Database) {
+    let user = a_user(db).await;
+    for i in 0..7 {
+        db.favorites()
+            .insert_favorite(user, &insight(&format!("o{i}")))
+            .await
+            .unwrap();
+    }
+    let everything = ids(&list(db, user, all()).await);
+    let third_page = ids(&list(
+        db,
+        user,
+        ListQuery {
+            after: None,
+            offset: 6,
+            limit: Some(3),
+        },
+    )
+    .await);
+    assert_eq!(third_page, everything[6..]);
+}
+
+async fn dropped_list_leaves_pool_usable(db: &Database) {
+    let user = a_user(db).await;
+    for i in 0..600 {
+        db.favorites()
+            .insert_favorite(user, &insight(&format!("d{i:03}")))
+            .await
+            .unwrap();
+    }
+    for _ in 0..6 {
+        let mut stream = db.favorites().list_favorites(user, all());
+        let first = stream.try_next().await.unwrap();
+        assert!(first.is_some());
+        drop(stream);
+    }
+    assert_eq!(list(db, user, all()).await.len(), 600);
+}
+
+async fn favorite_for_unknown_user_is_refused(db: &Database) {
+    let result = db.favorites().insert_favorite(UserId::generate(), &insight("x")).await;
+    assert!(matches!(result, Err(InsertFavoriteError::UnknownUser)), "{result:?}");
+}

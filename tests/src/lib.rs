@@ -1,0 +1,76 @@
+//! Helpers for the end-to-end tests: a client for the API that `make test` starts under the
+//! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
+
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Session {
+    pub email: String,
+    pub token: String,
+}
+
+impl Api {
+    pub fn from_env() -> Self {
+        let base = std::env::var("E2E_BASE_URL").unwrap_or_else(|_| {
+            panic!("E2E_BASE_URL is not set: run `make test`, which starts the API under the Lambda emulator")
+        });
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Signs up a new user with a unique email and logs in.
+    pub async fn new_user(&self) -> Session {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4());
+        let credentials = json!({"email": email, "password": "correct horse battery"});
+        let signup = self
+            .send(Method::POST, "/signup", None, Some(credentials.clone()))
+            .await;
+        assert_eq!(signup.status(), 201, "signup: {}", signup.text().await.unwrap());
+        let login = self.send(Method::POST, "/login", None, Some(credentials)).await;
+        assert_eq!(login.status(), 200);
+        let body: Value = login.json().await.unwrap();
+        Session {
+            email,
+            token: body["token"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+/// The JSON:API error's `source` (pointer or parameter) of an error response.
+pub async fn error_source(response: Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    let source = &body["errors"][0]["source"];
+    let named = source["pointer"]
+        .as_str()
+        .or(source["parameter"].as_str())
+        .unwrap_or("<none>")
+        .to_string();
+    (status, named)
+}
