@@ -6,14 +6,14 @@
 #   scripts/api-check.sh http://127.0.0.1:9000      (make test runs it against its emulator)
 #
 # Bounded: API_CHECK_MAX_EXAMPLES per operation and phase (default 25), API_CHECK_MAX_TIME
-# seconds overall (default 300). The seed is fixed so a failure reproduces; set
+# seconds overall (default 120). The seed is fixed so a failure reproduces; set
 # API_CHECK_SEED to explore other inputs.
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BASE_URL=${1:?usage: scripts/api-check.sh BASE_URL}
 MAX_EXAMPLES=${API_CHECK_MAX_EXAMPLES:-25}
-MAX_TIME=${API_CHECK_MAX_TIME:-300}
+MAX_TIME=${API_CHECK_MAX_TIME:-120}
 SEED=${API_CHECK_SEED:-20261120}
 
 ensure_venv
@@ -34,10 +34,14 @@ token=$(curl -sS -f -X POST "$BASE_URL/login" -H 'content-type: application/json
 report_dir="$REPO_ROOT/.local/schemathesis"
 mkdir -p "$report_dir"
 say "schemathesis: $MAX_EXAMPLES examples per operation, at most ${MAX_TIME}s, seed $SEED (reports in $report_dir)"
-schemathesis run infra/openapi.yaml \
+# The coverage phase is left out: on this schema it crashes inside schemathesis itself
+# (a Hypothesis AST error, reported as a runtime error, not as an API failure).
+PYTHONPATH="$REPO_ROOT/infra${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks \
+	schemathesis run infra/openapi.yaml \
 	--url "$BASE_URL" \
 	--header "Authorization: Bearer $token" \
 	--checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+	--phases examples,fuzzing,stateful \
 	--max-examples "$MAX_EXAMPLES" \
 	--max-time "$MAX_TIME" \
 	--seed "$SEED" \

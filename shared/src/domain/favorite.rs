@@ -15,6 +15,9 @@ pub const DESCRIPTION_MAX_CHARS: usize = 2_000;
 pub const AXIS_MAX_CHARS: usize = 100;
 pub const CHART_MAX_POINTS: usize = 5_000;
 pub const LABEL_MAX_CHARS: usize = 100;
+/// Chart values are bounded like everything else: ±10^15 is beyond any metric a chart shows
+/// and within the integers an f64 (and every JSON client) holds exactly.
+pub const CHART_VALUE_MAX: f64 = 1e15;
 pub const CONTENT_MAX_CHARS: usize = 10_000;
 pub const AGE_MAX: u16 = 150;
 pub const HOURS_PER_DAY_MAX: f64 = 24.0;
@@ -261,10 +264,18 @@ fn parse_chart(x_axis: Option<String>, y_axis: Option<String>, data: Option<Vec<
             format!("must have at most {CHART_MAX_POINTS} points"),
         ));
     }
+    let in_range = |n: &serde_json::Number, pointer: String| match n.as_f64() {
+        Some(v) if v.abs() <= CHART_VALUE_MAX => Ok(()),
+        _ => Err(Invalid::new(pointer, "must be a number between -1e15 and 1e15")),
+    };
     for (i, point) in data.iter().enumerate() {
-        if let PointX::Label(label) = &point.x {
-            bounded_text(&format!("/data/{i}/x"), label, 0, LABEL_MAX_CHARS)?;
+        match &point.x {
+            PointX::Label(label) => {
+                bounded_text(&format!("/data/{i}/x"), label, 0, LABEL_MAX_CHARS)?;
+            }
+            PointX::Number(x) => in_range(x, format!("/data/{i}/x"))?,
         }
+        in_range(&point.y, format!("/data/{i}/y"))?;
     }
     Ok(Chart { x_axis, y_axis, data })
 }
@@ -429,6 +440,16 @@ mod tests {
             pointer(json!({"type": "insight", "id": "a/b", "name": "n", "content": "c"})),
             "/id"
         );
+    }
+
+    #[test]
+    fn chart_values_are_bounded_and_kept_as_sent() {
+        let chart =
+            |y: serde_json::Value| json!({"type": "chart", "name": "n", "x_axis": "x", "data": [{"x": 1, "y": y}]});
+        assert_eq!(pointer(chart(json!(1.7976931348623157e308))), "/data/0/y");
+        assert_eq!(pointer(chart(json!(-2e15))), "/data/0/y");
+        let kept = serde_json::to_value(parse(chart(json!(12))).unwrap()).unwrap();
+        assert_eq!(kept["data"][0]["y"], json!(12), "an integer is not turned into 12.0");
     }
 
     #[test]
