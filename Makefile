@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test bench-login fmt lint
+.PHONY: help run test bench-login bench-list fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -23,6 +23,9 @@ test: ## Format check, clippy, build, then all tests against Postgres, Redis and
 bench-login: ## Load-test the login endpoint (scripts/bench-login.sh)
 	@test -x scripts/bench-login.sh || { echo "error: scripts/bench-login.sh is missing or not executable" >&2; exit 1; }
 	@scripts/bench-login.sh
+
+bench-list: ## Memory and throughput of the streamed list, 1k/100k/1M favorites (scripts/bench-list.sh)
+	@scripts/bench-list.sh
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

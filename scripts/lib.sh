@@ -515,3 +515,23 @@ _stop_pid() {
 	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null || true
 }
+
+# start_emulator PROFILE LOG [VAR=VALUE...]: run the functions under `cargo lambda watch` on a
+# free 127.0.0.1 port, PROFILE debug or release, with the given environment on top of ours;
+# waits for /health, exports EMULATOR_URL and EMULATOR_PID, and stops everything on exit.
+# Build first (`cargo build [--release] --workspace`): the emulator then only checks freshness.
+start_emulator() {
+	local profile=$1 log=$2 port
+	shift 2
+	local -a flags=(--ignore-changes --color never -A 127.0.0.1)
+	[ "$profile" != release ] || flags+=(--release)
+	port=$(free_port)
+	: >"$log"
+	say "starting the functions ($profile): cargo lambda watch on 127.0.0.1:$port (log: $log)"
+	setsid env "$@" CARGO_TERM_COLOR=never cargo lambda watch "${flags[@]}" -P "$port" >"$log" 2>&1 </dev/null &
+	EMULATOR_PID=$!
+	EMULATOR_URL="http://127.0.0.1:$port"
+	export EMULATOR_PID EMULATOR_URL
+	add_cleanup "stop_tree $EMULATOR_PID 'cargo lambda watch'; stop_by_env 'AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$port/' 'leftover function processes'"
+	wait_http "$EMULATOR_URL/health" 600 "$log" "$EMULATOR_PID"
+}

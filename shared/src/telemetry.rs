@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("LOG_LEVEL"))
-        .unwrap_or_else(|_| "warn,shared=info,lambda_runtime=warn".into());
+        .unwrap_or_else(|_| "warn,shared=info,lambda_runtime=error".into());
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

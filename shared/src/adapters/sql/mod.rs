@@ -22,10 +22,12 @@ pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
 use crate::config::DatabaseConfig;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Asset, AssetInput, Favorite};
+use uuid::Uuid;
+
+use crate::domain::{Asset, AssetInput, Email, Favorite, PasswordHash, User, UserId};
 use crate::ports::{
     DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    UserByEmail, UserInserter,
+    InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
 };
 
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -127,6 +129,49 @@ impl DatabaseHealth for Database {
             Self::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.map(drop),
         }
         .context("pinging the database")
+    }
+}
+
+// Statements both dialects run as they are (SQLite reads `$1` as a numbered parameter too).
+const INSERT_USER: &str = "insert into users (id, email, password_hash) values ($1, $2, $3)";
+const SELECT_USER_BY_EMAIL: &str = "select id, email, password_hash from users where lower(email) = lower($1)";
+const INSERT_FAVORITE: &str =
+    "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at";
+const SELECT_FAVORITE: &str = "select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2";
+const DELETE_FAVORITE: &str = "delete from favorites where user_id = $1 and id = $2";
+
+/// What inserting a user came to, in either dialect: the unique index on lower(email) decides.
+fn user_inserted<T>(result: Result<T, sqlx::Error>) -> Result<(), InsertUserError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
+        Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
+    }
+}
+
+fn user_from_columns(id: Uuid, email: &str, password_hash: String) -> anyhow::Result<User> {
+    Ok(User {
+        id: UserId::from_uuid(id),
+        email: Email::parse(email).context("a stored email no longer parses")?,
+        password_hash: PasswordHash::new(password_hash),
+    })
+}
+
+/// What inserting a favorite came to, in either dialect: the key decides duplicates, the
+/// foreign key a user that no longer exists.
+fn favorite_inserted(
+    result: Result<(DateTime<Utc>, DateTime<Utc>), sqlx::Error>,
+    asset: &Asset,
+) -> Result<Favorite, InsertFavoriteError> {
+    match result {
+        Ok((created_at, updated_at)) => Ok(Favorite {
+            asset: asset.clone(),
+            created_at,
+            updated_at,
+        }),
+        Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
+        Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
+        Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
     }
 }
 

@@ -5,8 +5,11 @@ use futures::TryStreamExt;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{LIST_BATCH_ROWS, favorite_from_row, is_foreign_key_violation, is_unique_violation, stored_asset};
-use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, PasswordHash, User, UserId};
+use super::{
+    DELETE_FAVORITE, INSERT_FAVORITE, INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL,
+    favorite_from_row, favorite_inserted, stored_asset, user_from_columns, user_inserted,
+};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
     InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
@@ -25,37 +28,26 @@ impl PgUserRepository {
 #[async_trait]
 impl UserInserter for PgUserRepository {
     async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
-        let result = sqlx::query("insert into users (id, email, password_hash) values ($1, $2, $3)")
+        let result = sqlx::query(INSERT_USER)
             .bind(user.id.as_uuid())
             .bind(user.email.as_str())
             .bind(user.password_hash.as_str())
             .execute(&self.pool)
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
-            Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
-        }
+        user_inserted(result)
     }
 }
 
 #[async_trait]
 impl UserByEmail for PgUserRepository {
     async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
-        let row: Option<(Uuid, String, String)> =
-            sqlx::query_as("select id, email, password_hash from users where lower(email) = lower($1)")
-                .bind(email.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .context("selecting a user by email")?;
-        row.map(|(id, email, hash)| {
-            Ok(User {
-                id: UserId::from_uuid(id),
-                email: Email::parse(&email).context("a stored email no longer parses")?,
-                password_hash: PasswordHash::new(hash),
-            })
-        })
-        .transpose()
+        let row: Option<(Uuid, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("selecting a user by email")?;
+        row.map(|(id, email, hash)| user_from_columns(id, &email, hash))
+            .transpose()
     }
 }
 
@@ -74,37 +66,25 @@ type FavoriteRow = (String, serde_json::Value, DateTime<Utc>, DateTime<Utc>);
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
-        let result: Result<(DateTime<Utc>, DateTime<Utc>), _> = sqlx::query_as(
-            "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at",
-        )
-        .bind(user.as_uuid())
-        .bind(asset.id.as_str())
-        .bind(stored_asset(asset)?)
-        .fetch_one(&self.pool)
-        .await;
-        match result {
-            Ok((created_at, updated_at)) => Ok(Favorite {
-                asset: asset.clone(),
-                created_at,
-                updated_at,
-            }),
-            Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
-            Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
-            Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
-        }
+        let result = sqlx::query_as(INSERT_FAVORITE)
+            .bind(user.as_uuid())
+            .bind(asset.id.as_str())
+            .bind(stored_asset(asset)?)
+            .fetch_one(&self.pool)
+            .await;
+        favorite_inserted(result, asset)
     }
 }
 
 #[async_trait]
 impl FavoriteGetter for PgFavoriteRepository {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
-        let row: Option<FavoriteRow> =
-            sqlx::query_as("select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2")
-                .bind(user.as_uuid())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .context("selecting a favorite")?;
+        let row: Option<FavoriteRow> = sqlx::query_as(SELECT_FAVORITE)
+            .bind(user.as_uuid())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("selecting a favorite")?;
         row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
             .transpose()
     }
@@ -138,7 +118,7 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
     async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
-        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
+        let result = sqlx::query(DELETE_FAVORITE)
             .bind(user.as_uuid())
             .bind(id.as_str())
             .execute(&self.pool)

@@ -5,8 +5,11 @@ use futures::TryStreamExt;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-use super::{favorite_from_row, is_foreign_key_violation, is_unique_violation, stored_asset, timestamp_text};
-use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, PasswordHash, User, UserId};
+use super::{
+    DELETE_FAVORITE, INSERT_FAVORITE, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, favorite_from_row,
+    favorite_inserted, stored_asset, timestamp_text, user_from_columns, user_inserted,
+};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
     InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
@@ -27,35 +30,30 @@ impl SqliteUserRepository {
 #[async_trait]
 impl UserInserter for SqliteUserRepository {
     async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
-        let result = sqlx::query("insert into users (id, email, password_hash) values ($1, $2, $3)")
+        let result = sqlx::query(INSERT_USER)
             .bind(user.id.to_string())
             .bind(user.email.as_str())
             .bind(user.password_hash.as_str())
             .execute(&self.pool)
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
-            Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
-        }
+        user_inserted(result)
     }
 }
 
 #[async_trait]
 impl UserByEmail for SqliteUserRepository {
     async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
-        let row: Option<(String, String, String)> =
-            sqlx::query_as("select id, email, password_hash from users where lower(email) = lower($1)")
-                .bind(email.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .context("selecting a user by email")?;
+        let row: Option<(String, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("selecting a user by email")?;
         row.map(|(id, email, hash)| {
-            Ok(User {
-                id: UserId::from_uuid(Uuid::parse_str(&id).context("a stored user id is not a UUID")?),
-                email: Email::parse(&email).context("a stored email no longer parses")?,
-                password_hash: PasswordHash::new(hash),
-            })
+            user_from_columns(
+                Uuid::parse_str(&id).context("a stored user id is not a UUID")?,
+                &email,
+                hash,
+            )
         })
         .transpose()
     }
@@ -81,37 +79,25 @@ fn from_row((id, asset, created_at, updated_at): FavoriteRow) -> anyhow::Result<
 #[async_trait]
 impl FavoriteInserter for SqliteFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
-        let result: Result<(DateTime<Utc>, DateTime<Utc>), _> = sqlx::query_as(
-            "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at",
-        )
-        .bind(user.to_string())
-        .bind(asset.id.as_str())
-        .bind(stored_asset(asset)?.to_string())
-        .fetch_one(&self.pool)
-        .await;
-        match result {
-            Ok((created_at, updated_at)) => Ok(Favorite {
-                asset: asset.clone(),
-                created_at,
-                updated_at,
-            }),
-            Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
-            Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
-            Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
-        }
+        let result = sqlx::query_as(INSERT_FAVORITE)
+            .bind(user.to_string())
+            .bind(asset.id.as_str())
+            .bind(stored_asset(asset)?.to_string())
+            .fetch_one(&self.pool)
+            .await;
+        favorite_inserted(result, asset)
     }
 }
 
 #[async_trait]
 impl FavoriteGetter for SqliteFavoriteRepository {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
-        let row: Option<FavoriteRow> =
-            sqlx::query_as("select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2")
-                .bind(user.to_string())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .context("selecting a favorite")?;
+        let row: Option<FavoriteRow> = sqlx::query_as(SELECT_FAVORITE)
+            .bind(user.to_string())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("selecting a favorite")?;
         row.map(from_row).transpose()
     }
 }
@@ -144,7 +130,7 @@ impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
 #[async_trait]
 impl FavoriteRemover for SqliteFavoriteRepository {
     async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
-        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
+        let result = sqlx::query(DELETE_FAVORITE)
             .bind(user.to_string())
             .bind(id.as_str())
             .execute(&self.pool)
