@@ -172,3 +172,86 @@ fn render(
         yield Bytes::from(chunk);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use futures::TryStreamExt;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::ports::ListedFavorite;
+
+    fn row(id: &str) -> ListedFavorite {
+        ListedFavorite {
+            position: ListPosition {
+                created_at: Utc::now(),
+                id: id.into(),
+            },
+            json: format!(r#"{{"id":"{id}"}}"#),
+        }
+    }
+
+    /// Rows `a` and `b`, then the database goes away.
+    fn breaking_rows() -> FavoriteStream {
+        Box::pin(futures::stream::iter(vec![
+            Ok(row("b")),
+            Err(anyhow::anyhow!("connection reset")),
+        ]))
+    }
+
+    async fn body(format: Format, rows: FavoriteStream, page_size: Option<u64>) -> (Vec<u8>, bool) {
+        let cursors = Arc::new(CursorCodec::new(&SecretString::from("k".repeat(32))));
+        let stream = render(Some(row("a")), rows, format, page_size, UserId::generate(), cursors);
+        let mut stream = std::pin::pin!(stream);
+        let mut bytes = Vec::new();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => return (bytes, false),
+                Err(_) => return (bytes, true),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_json_list_parses_and_says_whether_there_is_more() {
+        let rows: FavoriteStream = Box::pin(futures::stream::iter(vec![Ok(row("b")), Ok(row("c"))]));
+        let (bytes, failed) = body(Format::Json, rows, Some(2)).await;
+        let page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(!failed);
+        assert_eq!(page["data"], serde_json::json!([{"id": "a"}, {"id": "b"}]));
+        assert!(
+            page["next_cursor"].is_string(),
+            "a third row exists, so there is a next page"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_json_list_that_breaks_off_does_not_parse_and_ends_the_stream_with_an_error() {
+        let (bytes, failed) = body(Format::Json, breaking_rows(), None).await;
+        assert!(failed, "the transport sees the failure");
+        assert!(
+            bytes.starts_with(br#"{"data":[{"id":"a"},{"id":"b"}"#),
+            "rows before the failure are sent"
+        );
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_err(),
+            "the body is visibly incomplete"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ndjson_list_that_breaks_off_ends_with_an_error_line_instead_of_next_cursor() {
+        let (bytes, failed) = body(Format::NdJson, breaking_rows(), None).await;
+        let lines: Vec<serde_json::Value> = String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(failed);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["errors"][0]["status"], "500");
+        assert!(lines.iter().all(|line| line.get("next_cursor").is_none()));
+    }
+}
