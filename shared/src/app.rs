@@ -26,7 +26,7 @@ where
     Fut: Future<Output = anyhow::Result<Router>>,
 {
     let router = cold_start(build).await?;
-    lambda_http::run(router).await
+    serve_on(|| lambda_http::run(router.clone())).await
 }
 
 /// Runs a streaming-response function. Every response of such a function must be a stream
@@ -37,7 +37,33 @@ where
     Fut: Future<Output = anyhow::Result<Router>>,
 {
     let router = cold_start(build).await?;
-    lambda_http::run_with_streaming_response(router).await
+    serve_on(|| lambda_http::run_with_streaming_response(router.clone())).await
+}
+
+/// Runs the Lambda loop, and runs it again when it ends in an error. lambda_runtime ends its
+/// loop when one invocation's response cannot be sent, for instance when a client hung up and
+/// the local emulator passes that on as a broken connection; the instance itself is still
+/// good, and exiting would leave the emulator with no function to call. A runtime API that is
+/// really gone means the sandbox is being torn down, so retrying cannot outlive it; failures in
+/// quick succession back off up to a second so that such a loop costs nothing.
+async fn serve_on<F, Fut>(mut run: F) -> Result<(), lambda_http::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), lambda_http::Error>>,
+{
+    use std::time::{Duration, Instant};
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let started = Instant::now();
+        let Err(error) = run().await else { return Ok(()) };
+        tracing::warn!(error = %error, "an invocation failed in the Lambda runtime; serving on");
+        if started.elapsed() > Duration::from_secs(1) {
+            backoff = Duration::from_millis(10);
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
 }
 
 async fn cold_start<F, Fut>(build: F) -> Result<Router, lambda_http::Error>

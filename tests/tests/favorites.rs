@@ -349,3 +349,59 @@ async fn a_missing_forged_or_alg_none_token_is_401() {
         }
     }
 }
+
+#[tokio::test]
+async fn clients_that_hang_up_do_not_take_the_list_function_down() {
+    let api = Api::from_env();
+    let me = api.new_user().await;
+    for i in 0..50 {
+        api.send(
+            Method::POST,
+            "/favorites",
+            Some(&me.token),
+            Some(chart(&format!("c{i:03}"))),
+        )
+        .await;
+    }
+    // Hang up before reading anything, over and over: on error answers and on lists. Under the
+    // emulator this breaks the function's connection to the runtime API now and then.
+    for _ in 0..20 {
+        for (token, query) in [
+            ("forged", "limit=all"),
+            (me.token.as_str(), "limit=0"),
+            (me.token.as_str(), "limit=all"),
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(api.base.trim_start_matches("http://"))
+                .await
+                .unwrap();
+            let request =
+                format!("GET /favorites?{query} HTTP/1.1\r\nHost: e2e\r\nAuthorization: Bearer {token}\r\n\r\n");
+            tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+                .await
+                .unwrap();
+            let mut first = [0u8; 16];
+            let read = tokio::io::AsyncReadExt::read(&mut stream, &mut first);
+            tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .expect("the list function answers after earlier hang-ups")
+                .unwrap();
+            drop(stream);
+        }
+    }
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        api.http
+            .get(api.url("/favorites?limit=all"))
+            .bearer_auth(&me.token)
+            .send(),
+    )
+    .await
+    .expect("the list function still answers")
+    .unwrap();
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        50,
+        "the next list is served in full"
+    );
+}
