@@ -20,7 +20,7 @@ run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JW
 test: ## Format check, clippy, build, then all tests against Postgres, Redis and the emulated API
 	@scripts/test.sh
 
-bench-login: ## Load-test the login endpoint (scripts/bench-login.sh)
+bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (scripts/bench-login.sh)
 	@test -x scripts/bench-login.sh || { echo "error: scripts/bench-login.sh is missing or not executable" >&2; exit 1; }
 	@scripts/bench-login.sh
 
