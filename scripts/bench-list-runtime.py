@@ -5,7 +5,7 @@ Under `cargo lambda watch` every byte of a streamed response makes an extra HTTP
 function POSTs it to the emulator's runtime API, which relays it to the HTTP client. To
 measure what that hop costs, bench-list.sh also starts a second list-favorites process with
 AWS_LAMBDA_RUNTIME_API pointing here. This server hands it one API Gateway v2 event per
-`POST /bench/invoke` (the same event shape the emulator sends), reads the streamed response
+`POST /bench/invoke[?timeout=SECONDS]` (body: the query string, default limit=all; the same event shape the emulator sends), reads the streamed response
 (chunked, discarding it while counting bytes and items) and answers the control request with
 JSON: {"ok", "seconds", "bytes", "items", "complete", "error"}.
 
@@ -160,10 +160,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path
-        if path == "/bench/invoke":
+        if path.split("?", 1)[0] == "/bench/invoke":
             n = int(self.headers.get("content-length", "0"))
             query = self.rfile.read(n).decode() if n else "limit=all"
             timeout = float(os.environ.get("BENCH_INVOKE_TIMEOUT", "900"))
+            if "?timeout=" in path:
+                timeout = float(path.split("?timeout=", 1)[1])
             request_id = str(uuid.uuid4())
             events.put((request_id, v2_event(os.environ["BENCH_TOKEN"], query)))
             deadline = time.monotonic() + timeout

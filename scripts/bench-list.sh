@@ -137,6 +137,8 @@ seed_to() {
 		  from generate_series(:lo::bigint, :hi::bigint) as g;
 	SQL
 	bpsql -c 'vacuum analyze favorites'
+	# Flush the seeding's dirty pages now rather than during the measurements.
+	bpsql -c 'checkpoint' 2>/dev/null || warn "checkpoint refused (not a superuser?); the first runs may compete with the checkpointer"
 }
 
 # copy_once: seconds to COPY the listing select to psql's stdout (discarded); checks the count.
@@ -166,9 +168,10 @@ list_once() {
 # nohop_once: seconds for the same request answered by a second function process through the
 # minimal runtime API (no emulator relay); checks status, completeness and item count.
 nohop_once() {
-	local n=$1 out
-	out=$(curl -sS --max-time "$((BENCH_TIMEOUT + 30))" -X POST --data-binary 'limit=all' \
-		"http://127.0.0.1:$RT_PORT/bench/invoke") || die "the bench runtime API did not answer"
+	local n=$1 timeout=${2:-$BENCH_TIMEOUT} out
+	kill -0 "$NOHOP_PID" 2>/dev/null || die "the no-hop list-favorites process exited (see $DATA_DIR/nohop.log)"
+	out=$(curl -sS --max-time "$((timeout + 30))" -X POST --data-binary 'limit=all' \
+		"http://127.0.0.1:$RT_PORT/bench/invoke?timeout=$timeout") || die "the bench runtime API did not answer"
 	python3 -c '
 import json, sys
 r = json.loads(sys.argv[1]); n = int(sys.argv[2])
@@ -247,22 +250,15 @@ DATA_DIR=$(mktemp -d "$REPO_ROOT/.local/bench-data.XXXXXX")
 add_cleanup "rm -rf '$DATA_DIR'"
 LIST_TAIL_FILE="$DATA_DIR/list"
 JWT_SECRET_VALUE=$(random_hex 48)
-EMU_PORT=$(free_port)
-BASE="http://127.0.0.1:$EMU_PORT"
-: >"$BENCH_LOG"
-say "cargo lambda watch --release --ignore-changes -A 127.0.0.1 -P $EMU_PORT (log: $BENCH_LOG)"
-env \
+start_emulator release "$BENCH_LOG" \
 	DATABASE_URL="$BENCH_DATABASE_URL" \
 	JWT_SECRET="$JWT_SECRET_VALUE" \
 	BCRYPT_COST=4 \
 	FAVORITES_DATA_DIR="$DATA_DIR" \
-	RUST_LOG=warn \
-	CARGO_TERM_COLOR=never \
-	cargo lambda watch --release --ignore-changes --color never -A 127.0.0.1 -P "$EMU_PORT" \
-	>"$BENCH_LOG" 2>&1 </dev/null &
-EMU_PID=$!
-add_cleanup "stop_tree $EMU_PID 'cargo lambda watch (bench)'; stop_by_env 'AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$EMU_PORT/' 'leftover bench function processes'"
-wait_http "$BASE/health" 300 "$BENCH_LOG" "$EMU_PID"
+	RUST_LOG=warn
+BASE=$EMULATOR_URL
+EMU_PORT=${BASE##*:}
+EMU_PID=$EMULATOR_PID
 
 step "User: sign up and log in over HTTP" "see $BENCH_LOG"
 EMAIL="bench-$(random_hex 8)@example.com"
@@ -292,6 +288,12 @@ BENCH_TOKEN="$TOKEN" BENCH_INVOKE_TIMEOUT="$BENCH_TIMEOUT" python3 scripts/bench
 	>"$DATA_DIR/runtime.log" 2>&1 </dev/null &
 RT_PID=$!
 add_cleanup "_stop_pid $RT_PID 'bench runtime API'"
+for i in $(seq 1 50); do
+	port_open 127.0.0.1 "$RT_PORT" && break
+	kill -0 "$RT_PID" 2>/dev/null || die "the bench runtime API exited (see $DATA_DIR/runtime.log)"
+	[ "$i" -lt 50 ] || die "the bench runtime API did not start (see $DATA_DIR/runtime.log)"
+	sleep 0.2
+done
 env \
 	DATABASE_URL="$BENCH_DATABASE_URL" \
 	JWT_SECRET="$JWT_SECRET_VALUE" \
@@ -301,21 +303,18 @@ env \
 	AWS_LAMBDA_FUNCTION_NAME=list-favorites \
 	AWS_LAMBDA_FUNCTION_VERSION=1 \
 	AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 \
-	AWS_LAMBDA_MAX_CONCURRENCY=1 \
 	"$CARGO_TARGET_DIR/release/list-favorites" >"$DATA_DIR/nohop.log" 2>&1 </dev/null &
 NOHOP_PID=$!
 add_cleanup "_stop_pid $NOHOP_PID 'no-hop list-favorites'"
-for i in $(seq 1 50); do
-	port_open 127.0.0.1 "$RT_PORT" && break
-	[ "$i" -lt 50 ] || die "the bench runtime API did not start (see $DATA_DIR/runtime.log)"
-	sleep 0.2
-done
-nohop_once 0 >/dev/null || die "the no-hop function did not answer (see $DATA_DIR/nohop.log)"
+out=$(nohop_once 0 60) || {
+	tail_log "$DATA_DIR/nohop.log"
+	die "the no-hop function did not answer"
+}
 
 # ---------------------------------------------------------------------------------------------
 # measurements
 
-declare -A COPY_RATE LIST_RATE NOHOP_RATE LIST_RSS NOHOP_RSS EMU_RSS BODY_BYTES COPY_S LIST_S NOHOP_S
+declare -A PLAN COPY_RATE LIST_RATE NOHOP_RATE LIST_RSS NOHOP_RSS EMU_RSS BODY_BYTES COPY_S LIST_S NOHOP_S
 seeded=0
 for n in $BENCH_SIZES; do
 	step "N = $n: seed, then COPY / list / no-hop list x $BENCH_RUNS" "see $BENCH_LOG and $DATA_DIR/nohop.log"
@@ -324,6 +323,7 @@ for n in $BENCH_SIZES; do
 	seeded=$n
 
 	verify_list "$n"
+	PLAN[$n]=$(bpsql -At -c "explain $LISTING_SQL" | awk 'NR == 1' | sed -E 's/ +\(cost=.*//; s/^ *(-> *)?//')
 	copy_once "$n" >/dev/null # warm the cache for every reader alike
 
 	copy_times=() list_times=() nohop_times=() list_rss=() nohop_rss=() emu_rss=()
@@ -392,6 +392,8 @@ mib() { calc "$1 / 1024" '%.1f'; }
 			"$(group "${NOHOP_RATE[$n]}")" "$(calc "${NOHOP_RATE[$n]} / ${COPY_RATE[$n]}" '%.2f')" \
 			"$(mib "${NOHOP_RSS[$n]}")" "$([ -n "${EMU_RSS[$n]}" ] && mib "${EMU_RSS[$n]}" || echo "?")"
 	done
+	echo
+	for n in "${sizes[@]}"; do echo "COPY plan at $(group "$n"): ${PLAN[$n]}"; done
 	echo
 	rss_ratio=$(calc "${LIST_RSS[$last]} / ${LIST_RSS[$first]}" '%.2f')
 	rate_ratio=$(calc "${LIST_RATE[$last]} / ${COPY_RATE[$last]}" '%.2f')
