@@ -8,13 +8,13 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test bench-login bench-list fmt lint
+.PHONY: help run test bench-login bench-list bench-cache fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JWT key in .local/)
+run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JWT key in .local/; CACHE=redis for the cache)
 	@scripts/run.sh
 
 test: ## Format check, clippy, build, then all tests against Postgres, Redis and the emulated API
@@ -26,6 +26,9 @@ bench-login: ## Login timing: unknown email vs wrong password, time beyond bcryp
 
 bench-list: ## Memory and throughput of the streamed list, 1k/100k/1M favorites (scripts/bench-list.sh)
 	@scripts/bench-list.sh
+
+bench-cache: ## Cached vs uncached list pages: Redis round trips per page, p50/p99 and req/s (scripts/bench-cache.sh)
+	@scripts/bench-cache.sh
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

@@ -5,6 +5,8 @@
 #
 # The environment is passed through to every function, so exporting e.g. DATABASE_URL or
 # REDIS_URL before `make run` switches that part on. PORT=9001 make run picks another port.
+# CACHE=redis make run switches the favorites cache on with a local Redis: the one answering
+# on 127.0.0.1:6379, or a throwaway one started (and stopped with) this script.
 # Arguments are passed to `cargo lambda watch` (e.g. scripts/run.sh --release).
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +20,14 @@ ensure_cargo_lambda
 step "Port: 127.0.0.1:$PORT" "use another port: PORT=9001 make run"
 if port_open 127.0.0.1 "$PORT"; then
 	die "port $PORT on 127.0.0.1 is already in use (another 'make run'?); stop that process or use: PORT=9001 make run"
+fi
+
+if [ "${CACHE:-}" = redis ] && [ -z "${REDIS_URL:-}" ]; then
+	step "Cache: a local Redis for REDIS_URL" "or set REDIS_URL yourself"
+	ensure_redis
+	export REDIS_URL="$TEST_REDIS_URL"
+elif [ -n "${CACHE:-}" ] && [ "${CACHE:-}" != redis ]; then
+	die "CACHE=$CACHE: the only cache is CACHE=redis"
 fi
 
 mkdir -p .local
@@ -47,7 +57,7 @@ cat >&2 <<BANNER
   |                                                                                    |
   |  Data:   embedded SQLite under $FAVORITES_DATA_DIR
   |  Auth:   a development JWT signing key generated into that directory               |
-  |  Cache:  none unless REDIS_URL is set;  AWS: none unless configured                |
+  |  Cache:  none unless REDIS_URL is set (CACHE=redis make run);  AWS: none            |
   |                                                                                    |
   |  API:    http://127.0.0.1:$PORT   (e.g. curl http://127.0.0.1:$PORT/health)
   |  Stop:   Ctrl-C                                                                    |
@@ -57,5 +67,6 @@ cat >&2 <<BANNER
 
 BANNER
 
-say "exec cargo lambda watch -A 127.0.0.1 -P $PORT $*"
-exec cargo lambda watch -A 127.0.0.1 -P "$PORT" "$@"
+say "cargo lambda watch -A 127.0.0.1 -P $PORT $*"
+# Not exec'd: a throwaway Redis started above is stopped by the exit trap when this ends.
+cargo lambda watch -A 127.0.0.1 -P "$PORT" "$@"

@@ -94,6 +94,7 @@ start_e2e_environment() {
 		DATABASE_URL="$E2E_DATABASE_URL" \
 		JWT_SECRET="$E2E_JWT_SECRET" \
 		BCRYPT_COST=4 \
+		REDIS_URL="$TEST_REDIS_URL" \
 		FAVORITES_DATA_DIR="$data_dir" \
 		CARGO_TERM_COLOR=never \
 		cargo lambda watch --ignore-changes --color never -A 127.0.0.1 -P "$port" \
@@ -164,6 +165,10 @@ ensure_postgres
 
 step "Redis for tests" "set TEST_REDIS_URL to a reachable Redis, or unset it to get a throwaway server"
 ensure_redis
+# The cache's stop/start tests run a private redis-server of their own.
+need_cmd redis-server redis-server
+REDIS_SERVER_BIN=$(command -v redis-server)
+export REDIS_SERVER_BIN
 
 step "Formatting: cargo fmt --all --check" "run: make fmt"
 cargo fmt --all --check

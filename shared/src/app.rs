@@ -10,6 +10,7 @@ use axum::Router;
 
 use crate::adapters::bcrypt::BcryptPasswordHasher;
 use crate::adapters::jwt::JwtAccessTokens;
+use crate::adapters::redis::RedisFavoriteCache;
 use crate::adapters::sql::Database;
 use crate::config::{Config, DatabaseConfig, ProcessEnv};
 use crate::http::paging::CursorCodec;
@@ -17,6 +18,7 @@ use crate::http::{
     FavoritesState, HealthState, ListState, LoginState, SignupState, add_favorite_router, get_favorite_router,
     health_router, list_favorites_router, login_router, remove_favorite_router, signup_router, update_favorite_router,
 };
+use crate::usecases::cache::CacheGuard;
 
 /// Runs a buffered-response function: logs, configuration, adapters, then the Lambda loop.
 /// A configuration or wiring error ends the cold start with the reason in the log.
@@ -107,11 +109,22 @@ fn tokens(config: &Config) -> Arc<JwtAccessTokens> {
     Arc::new(JwtAccessTokens::new(&config.jwt))
 }
 
+/// The favorites cache when `REDIS_URL` is set. Nothing connects here: a Redis that is down at
+/// cold start makes cache misses, not a failed start.
+pub fn cache(config: &Config) -> anyhow::Result<Option<Arc<CacheGuard>>> {
+    let Some(cache) = &config.cache else { return Ok(None) };
+    let redis = RedisFavoriteCache::new(cache)?;
+    // A call may connect and then wait for its reply: bound both, and a little more.
+    let bound = cache.timeout * 2 + std::time::Duration::from_millis(50);
+    Ok(Some(Arc::new(CacheGuard::new(Arc::new(redis), bound))))
+}
+
 pub async fn add_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     Ok(add_favorite_router(FavoritesState {
         favorites,
         tokens: tokens(&config),
+        cache: cache(&config)?,
     }))
 }
 
@@ -120,6 +133,8 @@ pub async fn get_favorite(config: Config) -> anyhow::Result<Router> {
     Ok(get_favorite_router(FavoritesState {
         favorites,
         tokens: tokens(&config),
+        // One favorite is one primary-key lookup: the cache would not save a round trip.
+        cache: None,
     }))
 }
 
@@ -128,6 +143,7 @@ pub async fn update_favorite(config: Config) -> anyhow::Result<Router> {
     Ok(update_favorite_router(FavoritesState {
         favorites,
         tokens: tokens(&config),
+        cache: cache(&config)?,
     }))
 }
 
@@ -136,6 +152,7 @@ pub async fn remove_favorite(config: Config) -> anyhow::Result<Router> {
     Ok(remove_favorite_router(FavoritesState {
         favorites,
         tokens: tokens(&config),
+        cache: cache(&config)?,
     }))
 }
 
@@ -146,6 +163,7 @@ pub async fn list_favorites(config: Config) -> anyhow::Result<Router> {
         favorites,
         tokens: tokens(&config),
         cursors,
+        cache: cache(&config)?,
     }))
 }
 

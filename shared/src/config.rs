@@ -26,6 +26,42 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// bcrypt cost factor (`BCRYPT_COST`, 4–31, default 12).
     pub bcrypt_cost: u32,
+    /// The favorites cache; `None` (off) when `REDIS_URL` is unset.
+    pub cache: Option<CacheConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `redis://…` or `rediss://…` (TLS, as ElastiCache's in-transit encryption needs).
+    pub url: SecretString,
+    /// Bound on connecting and on each reply (`REDIS_TIMEOUT_MS`, default 200): well under
+    /// any function timeout, so a slow Redis costs a bounded delay before the database answers.
+    pub timeout: Duration,
+    /// Lifetime of a user's entry after its last write (`CACHE_TTL_SECONDS`, default 3600).
+    pub ttl: Duration,
+    /// The most favorites one user's entry holds (`CACHE_MAX_ITEMS`, default 1000, at most
+    /// 5000): the first ones in listing order; the rest of a longer list is read from the database.
+    pub max_items: usize,
+    /// The most bytes of favorites one user's entry holds (`CACHE_MAX_BYTES`, default 1 MiB).
+    pub max_bytes: usize,
+}
+
+impl CacheConfig {
+    pub fn from(env: &dyn Env) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.get("REDIS_URL") else {
+            return Ok(None);
+        };
+        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+            return Err(invalid("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        Ok(Some(Self {
+            url: url.into(),
+            timeout: Duration::from_millis(parse(env, "REDIS_TIMEOUT_MS", 200, 10..=5_000)?),
+            ttl: Duration::from_secs(parse(env, "CACHE_TTL_SECONDS", 3_600, 10..=7 * 86_400)?),
+            max_items: parse(env, "CACHE_MAX_ITEMS", 1_000, 1..=5_000)?,
+            max_bytes: parse(env, "CACHE_MAX_BYTES", 1 << 20, 4_096..=64 << 20)?,
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +172,7 @@ impl Config {
                 ttl: Duration::from_secs(parse(env, "JWT_TTL_SECONDS", 3_600, 60..=86_400)?),
             },
             bcrypt_cost: parse(env, "BCRYPT_COST", 12, 4..=31)?,
+            cache: CacheConfig::from(env)?,
         })
     }
 
@@ -252,6 +289,23 @@ mod tests {
         ];
         let err = Config::from(&env).unwrap_err();
         assert!(err.to_string().starts_with("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_is_off_without_redis_url_and_checked_with_it() {
+        let secret = "k".repeat(32);
+        let base = [("DATABASE_URL", "postgres://h/db"), ("JWT_SECRET", secret.as_str())];
+        assert!(Config::from(&base).unwrap().cache.is_none());
+        let err = Config::from(&[base[0], base[1], ("REDIS_URL", "http://cache:6379")]).unwrap_err();
+        assert!(err.to_string().starts_with("REDIS_URL"), "{err}");
+        let env = [
+            base[0],
+            base[1],
+            ("REDIS_URL", "redis://cache:6379"),
+            ("CACHE_MAX_ITEMS", "0"),
+        ];
+        let err = Config::from(&env).unwrap_err();
+        assert!(err.to_string().starts_with("CACHE_MAX_ITEMS"), "{err}");
     }
 
     #[test]

@@ -3,21 +3,13 @@
 
 mod support;
 
+use support::a_user;
+
 use futures::TryStreamExt;
 use serde_json::json;
 use shared::adapters::sql::Database;
 use shared::domain::{Asset, AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
-use shared::ports::{InsertFavoriteError, InsertUserError, ListPosition, ListQuery};
-
-async fn a_user(db: &Database) -> UserId {
-    let user = User {
-        id: UserId::generate(),
-        email: Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4())).unwrap(),
-        password_hash: PasswordHash::new("$2b$04$hash".into()),
-    };
-    db.users().insert_user(&user).await.unwrap();
-    user.id
-}
+use shared::ports::{FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery};
 
 fn insight(id: &str) -> Asset {
     let input: AssetInput =
@@ -29,6 +21,9 @@ fn insight(id: &str) -> Asset {
 async fn list(db: &Database, user: UserId, query: ListQuery) -> Vec<serde_json::Value> {
     db.favorites()
         .list_favorites(user, query)
+        .await
+        .unwrap()
+        .rows
         .map_ok(|row| serde_json::from_str::<serde_json::Value>(&row.json).unwrap())
         .try_collect()
         .await
@@ -65,6 +60,9 @@ both_dialects! {
     offset_paging_skips_whole_pages => offset_paging_skips_pages;
     a_list_dropped_midway_leaves_the_pool_usable => dropped_list_leaves_pool_usable;
     a_favorite_for_a_user_that_does_not_exist_is_refused => favorite_for_unknown_user_is_refused;
+    every_change_and_only_a_change_bumps_the_version_once => every_change_bumps_the_version_once;
+    racing_changes_get_distinct_versions_in_commit_order => racing_changes_get_distinct_versions;
+    a_listing_reports_the_version_of_its_own_snapshot => listing_reports_its_snapshot_version;
 }
 
 async fn user_is_found_by_email_whatever_its_case(db: &Database) {
@@ -132,7 +130,7 @@ async fn favorite_reads_back_as_stored(db: &Database) {
     }))
     .unwrap();
     let asset = input.parse().unwrap();
-    let stored = db.favorites().insert_favorite(user, &asset).await.unwrap();
+    let stored = db.favorites().insert_favorite(user, &asset).await.unwrap().value;
     assert_eq!(stored.asset, asset);
     assert_eq!(stored.created_at, stored.updated_at);
     let fetched = db.favorites().get_favorite(user, &asset.id).await.unwrap().unwrap();
@@ -157,31 +155,33 @@ async fn nobody_touches_another_users_favorite(db: &Database) {
     let id = FavoriteId::parse("secret").unwrap();
     favorites.insert_favorite(alice, &insight("secret")).await.unwrap();
     assert!(favorites.get_favorite(mallory, &id).await.unwrap().is_none());
-    let edit = Description::parse("pwned").unwrap();
-    assert!(
-        favorites
-            .update_description(mallory, &id, &edit)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(!favorites.remove_favorite(mallory, &id).await.unwrap());
+    edit_and_remove_find_nothing(db, mallory, &id).await;
     assert!(list(db, mallory, all()).await.is_empty());
     let kept = favorites.get_favorite(alice, &id).await.unwrap().unwrap();
     assert_eq!(kept.asset.description.as_str(), "");
 }
 
+/// `user` has no favorite `id`: editing and removing it find nothing and change nothing.
+async fn edit_and_remove_find_nothing(db: &Database, user: UserId, id: &FavoriteId) {
+    let favorites = db.favorites();
+    let edit = Description::parse("pwned").unwrap();
+    let edited = favorites.update_description(user, id, &edit).await.unwrap();
+    assert!(edited.is_none());
+    assert!(favorites.remove_favorite(user, id).await.unwrap().is_none());
+}
+
 async fn update_changes_only_description(db: &Database) {
     let user = a_user(db).await;
     let favorites = db.favorites();
-    let stored = favorites.insert_favorite(user, &insight("i")).await.unwrap();
+    let stored = favorites.insert_favorite(user, &insight("i")).await.unwrap().value;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let description = Description::parse("now with a description; ' or 1=1 --").unwrap();
     let updated = favorites
         .update_description(user, &stored.asset.id, &description)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(updated.asset.description, description);
     assert_eq!(updated.asset.name, stored.asset.name);
     assert_eq!(updated.asset.kind, stored.asset.kind);
@@ -202,8 +202,8 @@ async fn removed_favorite_is_gone(db: &Database) {
     let favorites = db.favorites();
     let id = FavoriteId::parse("gone").unwrap();
     favorites.insert_favorite(user, &insight("gone")).await.unwrap();
-    assert!(favorites.remove_favorite(user, &id).await.unwrap());
-    assert!(!favorites.remove_favorite(user, &id).await.unwrap());
+    assert!(favorites.remove_favorite(user, &id).await.unwrap().is_some());
+    assert!(favorites.remove_favorite(user, &id).await.unwrap().is_none());
     assert!(favorites.get_favorite(user, &id).await.unwrap().is_none());
     favorites
         .insert_favorite(user, &insight("gone"))
@@ -234,7 +234,8 @@ async fn listed_favorite_matches_fetched_one(db: &Database) {
         .favorites()
         .insert_favorite(user, &input.parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let listed = list(db, user, all()).await;
     assert_eq!(listed, vec![serde_json::to_value(&stored).unwrap()]);
 }
@@ -262,6 +263,9 @@ async fn keyset_paging_walks_the_list(db: &Database) {
                     limit: Some(5),
                 },
             )
+            .await
+            .unwrap()
+            .rows
             .try_collect()
             .await
             .unwrap();
@@ -306,7 +310,7 @@ async fn dropped_list_leaves_pool_usable(db: &Database) {
             .unwrap();
     }
     for _ in 0..6 {
-        let mut stream = db.favorites().list_favorites(user, all());
+        let mut stream = db.favorites().list_favorites(user, all()).await.unwrap().rows;
         let first = stream.try_next().await.unwrap();
         assert!(first.is_some());
         drop(stream);
@@ -317,4 +321,83 @@ async fn dropped_list_leaves_pool_usable(db: &Database) {
 async fn favorite_for_unknown_user_is_refused(db: &Database) {
     let result = db.favorites().insert_favorite(UserId::generate(), &insight("x")).await;
     assert!(matches!(result, Err(InsertFavoriteError::UnknownUser)), "{result:?}");
+}
+
+async fn every_change_bumps_the_version_once(db: &Database) {
+    let (user, other) = (a_user(db).await, a_user(db).await);
+    let favorites = db.favorites();
+    let version = |user| {
+        let favorites = favorites.clone();
+        async move { favorites.favorites_version(user).await.unwrap() }
+    };
+    assert_eq!(version(user).await, FavoritesVersion(0));
+    assert_eq!(
+        version(UserId::generate()).await,
+        FavoritesVersion(0),
+        "unknown users are at 0"
+    );
+    let added = favorites.insert_favorite(user, &insight("v")).await.unwrap();
+    assert_eq!(added.version, FavoritesVersion(1));
+    let id = FavoriteId::parse("v").unwrap();
+    let description = Description::parse("d").unwrap();
+    let updated = favorites
+        .update_description(user, &id, &description)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.version, FavoritesVersion(2));
+    // Refused or missing: no change, no new version.
+    assert!(favorites.insert_favorite(user, &insight("v")).await.is_err());
+    edit_and_remove_find_nothing(db, user, &FavoriteId::parse("missing").unwrap()).await;
+    assert_eq!(version(user).await, FavoritesVersion(2));
+    assert_eq!(
+        favorites.remove_favorite(user, &id).await.unwrap(),
+        Some(FavoritesVersion(3))
+    );
+    assert_eq!(version(user).await, FavoritesVersion(3));
+    assert_eq!(version(other).await, FavoritesVersion(0), "versions are per user");
+}
+
+async fn racing_changes_get_distinct_versions(db: &Database) {
+    let user = a_user(db).await;
+    let adds = (0..12).map(|i| {
+        let favorites = db.favorites();
+        async move {
+            favorites
+                .insert_favorite(user, &insight(&format!("r{i}")))
+                .await
+                .unwrap()
+                .version
+        }
+    });
+    let mut versions: Vec<u64> = futures::future::join_all(adds).await.iter().map(|v| v.0).collect();
+    versions.sort();
+    assert_eq!(versions, (1..=12).collect::<Vec<_>>());
+}
+
+async fn listing_reports_its_snapshot_version(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    for i in 0..300 {
+        favorites
+            .insert_favorite(user, &insight(&format!("s{i:03}")))
+            .await
+            .unwrap();
+    }
+    let listing = favorites.list_favorites(user, all()).await.unwrap();
+    assert_eq!(listing.version, FavoritesVersion(300));
+    // Changes committed while the listing streams are not part of it.
+    let mut rows = listing.rows;
+    let first = rows.try_next().await.unwrap().unwrap();
+    favorites.insert_favorite(user, &insight("late")).await.unwrap();
+    favorites
+        .remove_favorite(user, &FavoriteId::parse("s000").unwrap())
+        .await
+        .unwrap();
+    let rest: Vec<_> = rows.try_collect().await.unwrap();
+    let mut seen: Vec<String> = std::iter::once(first).chain(rest).map(|row| row.position.id).collect();
+    assert_eq!(seen.len(), 300);
+    assert!(seen.contains(&"s000".to_string()) && !seen.contains(&"late".to_string()));
+    seen.clear();
+    assert_eq!(favorites.favorites_version(user).await.unwrap(), FavoritesVersion(302));
 }

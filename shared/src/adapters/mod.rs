@@ -1,6 +1,7 @@
-//! Adapters: each port implemented by one technology. Only this module imports sqlx, bcrypt
-//! and jsonwebtoken; the domain and the use cases know none of them.
+//! Adapters: each port implemented by one technology. Only this module imports sqlx, bcrypt,
+//! jsonwebtoken and redis; the domain and the use cases know none of them.
 
 pub mod bcrypt;
 pub mod jwt;
+pub mod redis;
 pub mod sql;

@@ -16,16 +16,19 @@ use super::extract::{AuthUser, JsonBody};
 use super::finish;
 use crate::domain::{AssetInput, Description, FavoriteId, Invalid};
 use crate::ports::{AccessTokens, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
+use crate::usecases::cache::CacheGuard;
 use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favorite};
 
 /// A chart of 5 000 points is about 150 KB of JSON; nothing valid needs more than this.
 const ASSET_LIMIT: usize = 256 * 1024;
 const PATCH_LIMIT: usize = 16 * 1024;
 
-/// A function's state: the one port it uses and the token verifier every route needs.
+/// A function's state: the one port it uses, the token verifier every route needs, and the
+/// cache that changes are written through to (`None` when the cache is off, and for reads).
 pub struct FavoritesState<P: ?Sized> {
     pub favorites: Arc<P>,
     pub tokens: Arc<dyn AccessTokens>,
+    pub cache: Option<Arc<CacheGuard>>,
 }
 
 impl<P: ?Sized> Clone for FavoritesState<P> {
@@ -33,6 +36,7 @@ impl<P: ?Sized> Clone for FavoritesState<P> {
         Self {
             favorites: self.favorites.clone(),
             tokens: self.tokens.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -58,7 +62,7 @@ async fn add_handler(
     JsonBody(body): JsonBody<AssetInput, ASSET_LIMIT>,
 ) -> Result<impl IntoResponse, ApiError> {
     let asset = body.parse()?;
-    let favorite = add_favorite::add_favorite(state.favorites.as_ref(), user, asset).await?;
+    let favorite = add_favorite::add_favorite(state.favorites.as_ref(), state.cache.as_deref(), user, asset).await?;
     let location = format!("/favorites/{}", favorite.asset.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(favorite)))
 }
@@ -108,7 +112,14 @@ async fn update_handler(
     let id = favorite_id(path)?;
     let description = body.parse()?;
     Ok(Json(
-        update_favorite::update_description(state.favorites.as_ref(), user, &id, &description).await?,
+        update_favorite::update_description(
+            state.favorites.as_ref(),
+            state.cache.as_deref(),
+            user,
+            &id,
+            &description,
+        )
+        .await?,
     ))
 }
 
@@ -122,6 +133,6 @@ async fn remove_handler(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = favorite_id(path)?;
-    remove_favorite::remove_favorite(state.favorites.as_ref(), user, &id).await?;
+    remove_favorite::remove_favorite(state.favorites.as_ref(), state.cache.as_deref(), user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

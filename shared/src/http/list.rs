@@ -32,6 +32,7 @@ use super::finish;
 use super::paging::{CursorCodec, ListParams, Paging};
 use crate::domain::UserId;
 use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
+use crate::usecases::cache::CacheGuard;
 use crate::usecases::list_favorites::list_favorites;
 
 /// Body chunk size: big enough that per-chunk overhead (a frame through the Lambda runtime
@@ -45,6 +46,7 @@ pub struct ListState {
     pub favorites: Arc<dyn FavoriteLister>,
     pub tokens: Arc<dyn AccessTokens>,
     pub cursors: Arc<CursorCodec>,
+    pub cache: Option<Arc<CacheGuard>>,
 }
 
 impl FromRef<ListState> for Arc<dyn AccessTokens> {
@@ -89,7 +91,9 @@ async fn list_handler(
     let Query(params) = params.map_err(|_| ApiError::bad_parameter("", "the query string is malformed"))?;
     let paging = Paging::parse(params, &state.cursors, user)?;
     let format = Format::from_accept(&headers);
-    let mut rows = list_favorites(state.favorites.as_ref(), user, paging.query);
+    let mut rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
+        .await
+        .map_err(ApiError::internal)?;
     // Wait for the first row before answering: a database that is down is still a clean
     // 500 here, with a JSON:API body, rather than a 200 that breaks off.
     let first = rows.next().await.transpose().map_err(ApiError::internal)?;
@@ -159,7 +163,6 @@ fn render(
                 yield Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
             }
         }
-        drop(rows);
         let next_cursor = match (more, last) {
             (true, Some(position)) => serde_json::Value::String(cursors.encode(user, &position)),
             _ => serde_json::Value::Null,
@@ -170,6 +173,9 @@ fn render(
         }
         tracing::info!(rows_sent = shown, more, "list streamed");
         yield Bytes::from(chunk);
+        // The page is sent; what is left of the stream is work that must finish before the
+        // function returns (the cache fill reads on past the page), or nothing at all.
+        while rows.next().await.is_some() {}
     }
 }
 

@@ -4,6 +4,19 @@ use futures::stream::BoxStream;
 
 use crate::domain::{Asset, Description, Favorite, FavoriteId, UserId};
 
+/// How many changes a user's favorites have seen. The store bumps it in the same transaction
+/// as every insert, update and delete, so versions follow commit order and a snapshot that
+/// reads version `v` holds exactly the changes `1..=v`. The cache labels what it holds with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FavoritesVersion(pub u64);
+
+/// The result of a change together with the version it produced.
+#[derive(Debug, Clone)]
+pub struct Changed<T> {
+    pub value: T,
+    pub version: FavoritesVersion,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InsertFavoriteError {
     #[error("this user already has a favorite with this id")]
@@ -22,7 +35,7 @@ pub trait FavoriteInserter: Send + Sync {
     ///
     /// MUST return [`InsertFavoriteError::Duplicate`] when `user` already has a favorite with
     /// this id, decided by the store's key (ids are unique per user, not globally).
-    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError>;
+    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError>;
 }
 
 #[async_trait]
@@ -33,19 +46,21 @@ pub trait FavoriteGetter: Send + Sync {
 
 #[async_trait]
 pub trait FavoriteDescriptionUpdater: Send + Sync {
-    /// Replaces the description and moves `updated_at`; `None` when `user` has no such favorite.
+    /// Replaces the description, moves `updated_at` and bumps the version; `None` (and no new
+    /// version) when `user` has no such favorite.
     async fn update_description(
         &self,
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Favorite>>;
+    ) -> anyhow::Result<Option<Changed<Favorite>>>;
 }
 
 #[async_trait]
 pub trait FavoriteRemover: Send + Sync {
-    /// Deletes `user`'s favorite; `false` when there was none.
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool>;
+    /// Deletes `user`'s favorite and returns the new version; `None` (and no new version) when
+    /// there was none.
+    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>>;
 }
 
 /// The position of a favorite in the listing order (newest first, then id descending).
@@ -75,12 +90,38 @@ pub struct ListedFavorite {
     pub json: String,
 }
 
+impl ListedFavorite {
+    /// A favorite as the listing shows it (the write-through path has a [`Favorite`], the
+    /// listing the store's JSON; both are the same object).
+    pub fn from_favorite(favorite: &Favorite) -> anyhow::Result<Self> {
+        Ok(Self {
+            position: ListPosition {
+                created_at: favorite.created_at,
+                id: favorite.asset.id.as_str().to_string(),
+            },
+            json: serde_json::to_string(favorite)?,
+        })
+    }
+}
+
 pub type FavoriteStream = BoxStream<'static, anyhow::Result<ListedFavorite>>;
 
+/// A listing: the rows of one consistent snapshot, and the version that snapshot is at.
+pub struct Listing {
+    pub version: FavoritesVersion,
+    pub rows: FavoriteStream,
+}
+
+#[async_trait]
 pub trait FavoriteLister: Send + Sync {
-    /// `user`'s favorites in listing order, pulled from the store as the stream is polled.
+    /// `user`'s favorites in listing order, pulled from the store as the stream is polled,
+    /// all from one snapshot whose version is returned with them.
     ///
     /// MUST hold a bounded number of rows in memory whatever the size of the list, and MUST
     /// stop the query when the stream is dropped.
-    fn list_favorites(&self, user: UserId, query: ListQuery) -> FavoriteStream;
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing>;
+
+    /// The current version of `user`'s favorites (0 for a user who never changed any, or
+    /// who does not exist): what a cached list must be at to be served.
+    async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion>;
 }

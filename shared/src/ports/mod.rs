@@ -5,14 +5,16 @@
 //! tests in `shared/tests/` check both SQL adapters against the same expectations.
 
 mod auth;
+mod cache;
 mod favorites;
 mod health;
 mod users;
 
 pub use auth::{AccessTokens, IssuedToken, PasswordHasher, TokenRejected};
+pub use cache::{CacheChange, CachedPage, FavoriteCache, FillTicket};
 pub use favorites::{
-    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
-    InsertFavoriteError, ListPosition, ListQuery, ListedFavorite,
+    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
+    FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite, Listing,
 };
 pub use health::DatabaseHealth;
 pub use users::{InsertUserError, UserByEmail, UserInserter};

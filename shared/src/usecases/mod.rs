@@ -2,6 +2,7 @@
 //! domain types and ports; HTTP status codes are decided in `http::error`, nowhere else.
 
 pub mod add_favorite;
+pub mod cache;
 pub mod get_favorite;
 pub mod list_favorites;
 pub mod login;

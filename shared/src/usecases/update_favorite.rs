@@ -1,5 +1,6 @@
 use anyhow::Context;
 
+use super::cache::CacheGuard;
 use crate::domain::{Description, Favorite, FavoriteId, UserId};
 use crate::ports::FavoriteDescriptionUpdater;
 
@@ -11,15 +12,21 @@ pub enum UpdateFavoriteError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// Updates the description, then writes the favorite through to the cache.
 pub async fn update_description(
     favorites: &dyn FavoriteDescriptionUpdater,
+    cache: Option<&CacheGuard>,
     user: UserId,
     id: &FavoriteId,
     description: &Description,
 ) -> Result<Favorite, UpdateFavoriteError> {
-    favorites
+    let changed = favorites
         .update_description(user, id, description)
         .await
         .context("updating a favorite's description")?
-        .ok_or(UpdateFavoriteError::NotFound)
+        .ok_or(UpdateFavoriteError::NotFound)?;
+    if let Some(cache) = cache {
+        cache.updated(user, changed.version, &changed.value).await;
+    }
+    Ok(changed.value)
 }

@@ -41,6 +41,18 @@ fn config(url: &str) -> DatabaseConfig {
     }
 }
 
+/// A new user with a unique email, for tests that need an owner for favorites.
+pub async fn a_user(db: &Database) -> shared::domain::UserId {
+    use shared::domain::{Email, PasswordHash, User, UserId};
+    let user = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4())).unwrap(),
+        password_hash: PasswordHash::new("$2b$04$hash".into()),
+    };
+    db.users().insert_user(&user).await.unwrap();
+    user.id
+}
+
 pub async fn postgres() -> TestDatabase {
     let admin_url = admin_url();
     let name = format!("favorites_test_{}", uuid::Uuid::new_v4().simple());

@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::domain::{Asset, AssetInput, Email, Favorite, PasswordHash, User, UserId};
 use crate::ports::{
-    DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
+    Changed, DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
+    FavoriteRemover, FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
 };
 
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -135,10 +135,8 @@ impl DatabaseHealth for Database {
 // Statements both dialects run as they are (SQLite reads `$1` as a numbered parameter too).
 const INSERT_USER: &str = "insert into users (id, email, password_hash) values ($1, $2, $3)";
 const SELECT_USER_BY_EMAIL: &str = "select id, email, password_hash from users where lower(email) = lower($1)";
-const INSERT_FAVORITE: &str =
-    "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at";
 const SELECT_FAVORITE: &str = "select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2";
-const DELETE_FAVORITE: &str = "delete from favorites where user_id = $1 and id = $2";
+const SELECT_VERSION: &str = "select favorites_version from users where id = $1";
 
 /// What inserting a user came to, in either dialect: the unique index on lower(email) decides.
 fn user_inserted<T>(result: Result<T, sqlx::Error>) -> Result<(), InsertUserError> {
@@ -157,22 +155,37 @@ fn user_from_columns(id: Uuid, email: &str, password_hash: String) -> anyhow::Re
     })
 }
 
+/// What an insert returns: the timestamps the database set and the version it bumped to.
+type InsertedColumns = (DateTime<Utc>, DateTime<Utc>, Option<i64>);
+
 /// What inserting a favorite came to, in either dialect: the key decides duplicates, the
 /// foreign key a user that no longer exists.
 fn favorite_inserted(
-    result: Result<(DateTime<Utc>, DateTime<Utc>), sqlx::Error>,
+    result: Result<InsertedColumns, sqlx::Error>,
     asset: &Asset,
-) -> Result<Favorite, InsertFavoriteError> {
+) -> Result<Changed<Favorite>, InsertFavoriteError> {
     match result {
-        Ok((created_at, updated_at)) => Ok(Favorite {
-            asset: asset.clone(),
-            created_at,
-            updated_at,
+        Ok((created_at, updated_at, version)) => Ok(Changed {
+            value: Favorite {
+                asset: asset.clone(),
+                created_at,
+                updated_at,
+            },
+            version: version_from_column(version)?,
         }),
         Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
         Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
         Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
     }
+}
+
+/// The version a change produced. `None` means the change found no user row to bump, which
+/// the foreign key rules out for a change that touched a favorite.
+fn version_from_column(version: Option<i64>) -> anyhow::Result<FavoritesVersion> {
+    let version = version.context("a favorite changed but its user's version was not bumped")?;
+    Ok(FavoritesVersion(
+        u64::try_from(version).context("a negative favorites version")?,
+    ))
 }
 
 /// True when `error` is a unique-constraint violation (Postgres 23505, SQLite 2067/1555).

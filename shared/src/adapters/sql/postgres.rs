@@ -6,13 +6,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    DELETE_FAVORITE, INSERT_FAVORITE, INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL,
-    favorite_from_row, favorite_inserted, stored_asset, user_from_columns, user_inserted,
+    INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row,
+    favorite_inserted, stored_asset, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
-    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
-    InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
+    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
+    FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, Listing,
+    UserByEmail, UserInserter,
 };
 
 pub struct PgUserRepository {
@@ -63,10 +64,23 @@ impl PgFavoriteRepository {
 
 type FavoriteRow = (String, serde_json::Value, DateTime<Utc>, DateTime<Utc>);
 
+// Every change bumps the user's version in the same statement, and only when it changed a row.
+// The favorite's row is locked first and the user's row second in all three, so concurrent
+// changes of one user queue on the user's row in commit order and never deadlock.
+const INSERT_FAVORITE: &str = "
+    with inserted as (
+        insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at
+    ), bumped as (
+        update users set favorites_version = favorites_version + 1
+         where id = $1 and exists (select from inserted)
+     returning favorites_version
+    )
+    select created_at, updated_at, (select favorites_version from bumped) from inserted";
+
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
-    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
-        let result = sqlx::query_as(INSERT_FAVORITE)
+    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
+        let result: Result<super::InsertedColumns, _> = sqlx::query_as(INSERT_FAVORITE)
             .bind(user.as_uuid())
             .bind(asset.id.as_str())
             .bind(stored_asset(asset)?)
@@ -97,12 +111,19 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Favorite>> {
-        let row: Option<FavoriteRow> = sqlx::query_as(
-            "update favorites
-                set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)), updated_at = now()
-              where user_id = $1 and id = $2
-          returning id, asset, created_at, updated_at",
+    ) -> anyhow::Result<Option<Changed<Favorite>>> {
+        let row: Option<(String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
+            "with updated as (
+                 update favorites
+                    set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)), updated_at = now()
+                  where user_id = $1 and id = $2
+              returning id, asset, created_at, updated_at
+             ), bumped as (
+                 update users set favorites_version = favorites_version + 1
+                  where id = $1 and exists (select from updated)
+              returning favorites_version
+             )
+             select id, asset, created_at, updated_at, (select favorites_version from bumped) from updated",
         )
         .bind(user.as_uuid())
         .bind(id.as_str())
@@ -110,21 +131,35 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         .fetch_optional(&self.pool)
         .await
         .context("updating a favorite's description")?;
-        row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
-            .transpose()
+        row.map(|(id, asset, created, updated, version)| {
+            Ok(Changed {
+                value: favorite_from_row(id, asset, created, updated)?,
+                version: version_from_column(version)?,
+            })
+        })
+        .transpose()
     }
 }
 
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
-        let result = sqlx::query(DELETE_FAVORITE)
-            .bind(user.as_uuid())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .context("deleting a favorite")?;
-        Ok(result.rows_affected() > 0)
+    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
+        let version: Option<Option<i64>> = sqlx::query_scalar(
+            "with deleted as (
+                 delete from favorites where user_id = $1 and id = $2 returning id
+             ), bumped as (
+                 update users set favorites_version = favorites_version + 1
+                  where id = $1 and exists (select from deleted)
+              returning favorites_version
+             )
+             select (select favorites_version from bumped) from deleted",
+        )
+        .bind(user.as_uuid())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .context("deleting a favorite")?;
+        version.map(version_from_column).transpose()
     }
 }
 
@@ -139,32 +174,46 @@ const LIST_SELECT: &str = r#"
       from favorites
      where user_id = $1"#;
 
+#[async_trait]
 impl FavoriteLister for PgFavoriteRepository {
-    /// A server-side cursor in a read-only transaction, read `LIST_BATCH_ROWS` at a time: the
-    /// rows in memory are one batch at most, and when the stream is dropped (the client went
-    /// away) no further batch is fetched and the transaction's rollback closes the cursor.
-    fn list_favorites(&self, user: UserId, query: ListQuery) -> FavoriteStream {
-        let pool = self.pool.clone();
-        Box::pin(async_stream::try_stream! {
-            let mut tx = pool.begin().await.context("starting the listing transaction")?;
-            let declare = match query.after {
-                Some(_) => format!(
-                    "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
-                      order by created_at desc, id desc offset $2 limit $3"
-                ),
-                None => format!(
-                    "declare listing no scroll cursor for {LIST_SELECT}
-                      order by created_at desc, id desc offset $2 limit $3"
-                ),
-            };
-            let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-            // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
-            let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare)).bind(user.as_uuid()).bind(offset).bind(limit);
-            if let Some(after) = &query.after {
-                declare = declare.bind(after.created_at).bind(after.id.as_str());
-            }
-            declare.execute(&mut *tx).await.context("opening the listing cursor")?;
+    /// A server-side cursor in a read-only repeatable-read transaction, read `LIST_BATCH_ROWS`
+    /// at a time: the rows in memory are one batch at most, the version read first belongs to
+    /// the same snapshot as every row, and when the stream is dropped (the client went away)
+    /// no further batch is fetched and the transaction's rollback closes the cursor.
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
+        let mut tx = self
+            .pool
+            .begin_with("begin isolation level repeatable read read only")
+            .await
+            .context("starting the listing transaction")?;
+        let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+            .bind(user.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .context("reading the favorites version")?;
+        let version = version_from_column(Some(version.unwrap_or(0)))?;
+        let declare = match query.after {
+            Some(_) => format!(
+                "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
+                  order by created_at desc, id desc offset $2 limit $3"
+            ),
+            None => format!(
+                "declare listing no scroll cursor for {LIST_SELECT}
+                  order by created_at desc, id desc offset $2 limit $3"
+            ),
+        };
+        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
+        let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare))
+            .bind(user.as_uuid())
+            .bind(offset)
+            .bind(limit);
+        if let Some(after) = &query.after {
+            declare = declare.bind(after.created_at).bind(after.id.clone());
+        }
+        declare.execute(&mut *tx).await.context("opening the listing cursor")?;
+        let rows = Box::pin(async_stream::try_stream! {
             let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
             loop {
                 let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str())).fetch(&mut *tx);
@@ -179,6 +228,16 @@ impl FavoriteLister for PgFavoriteRepository {
                 }
             }
             tx.rollback().await.context("closing the listing transaction")?;
-        })
+        });
+        Ok(Listing { version, rows })
+    }
+
+    async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
+        let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+            .bind(user.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading the favorites version")?;
+        version_from_column(Some(version.unwrap_or(0)))
     }
 }

@@ -6,13 +6,14 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::{
-    DELETE_FAVORITE, INSERT_FAVORITE, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, favorite_from_row,
-    favorite_inserted, stored_asset, timestamp_text, user_from_columns, user_inserted,
+    INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row, favorite_inserted,
+    stored_asset, timestamp_text, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
-    FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover, FavoriteStream,
-    InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, UserByEmail, UserInserter,
+    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
+    FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, Listing,
+    UserByEmail, UserInserter,
 };
 
 /// Ids are stored as hyphenated text: readable with the sqlite3 shell, and ordered like the
@@ -76,16 +77,46 @@ fn from_row((id, asset, created_at, updated_at): FavoriteRow) -> anyhow::Result<
     favorite_from_row(id, asset, created_at, updated_at)
 }
 
+/// Bumps the user's version inside the transaction of a change (SQLite has no data-modifying
+/// CTEs; its writers are serialised by the database lock, taken by the change itself).
+const BUMP_VERSION: &str =
+    "update users set favorites_version = favorites_version + 1 where id = $1 returning favorites_version";
+
+async fn bump_version(tx: &mut sqlx::SqliteConnection, user: UserId) -> anyhow::Result<FavoritesVersion> {
+    let version: Option<i64> = sqlx::query_scalar(BUMP_VERSION)
+        .bind(user.to_string())
+        .fetch_optional(tx)
+        .await
+        .context("bumping the favorites version")?;
+    version_from_column(version)
+}
+
 #[async_trait]
 impl FavoriteInserter for SqliteFavoriteRepository {
-    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Favorite, InsertFavoriteError> {
-        let result = sqlx::query_as(INSERT_FAVORITE)
-            .bind(user.to_string())
-            .bind(asset.id.as_str())
-            .bind(stored_asset(asset)?.to_string())
-            .fetch_one(&self.pool)
-            .await;
-        favorite_inserted(result, asset)
+    async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let inserted: Result<(DateTime<Utc>, DateTime<Utc>), _> = sqlx::query_as(
+            "insert into favorites (user_id, id, asset) values ($1, $2, $3) returning created_at, updated_at",
+        )
+        .bind(user.to_string())
+        .bind(asset.id.as_str())
+        .bind(stored_asset(asset)?.to_string())
+        .fetch_one(&mut *tx)
+        .await;
+        let result = match inserted {
+            Ok((created_at, updated_at)) => {
+                let version = bump_version(&mut tx, user).await?;
+                Ok((
+                    created_at,
+                    updated_at,
+                    Some(i64::try_from(version.0).unwrap_or(i64::MAX)),
+                ))
+            }
+            Err(e) => Err(e),
+        };
+        let changed = favorite_inserted(result, asset)?;
+        tx.commit().await.context("committing a favorite")?;
+        Ok(changed)
     }
 }
 
@@ -109,7 +140,8 @@ impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Favorite>> {
+    ) -> anyhow::Result<Option<Changed<Favorite>>> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let row: Option<FavoriteRow> = sqlx::query_as(
             "update favorites
                 set asset = json_set(asset, '$.description', $3),
@@ -120,33 +152,57 @@ impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
         .bind(user.to_string())
         .bind(id.as_str())
         .bind(description.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .context("updating a favorite's description")?;
-        row.map(from_row).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let changed = Changed {
+            value: from_row(row)?,
+            version: bump_version(&mut tx, user).await?,
+        };
+        tx.commit().await.context("committing a description")?;
+        Ok(Some(changed))
     }
 }
 
 #[async_trait]
 impl FavoriteRemover for SqliteFavoriteRepository {
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<bool> {
-        let result = sqlx::query(DELETE_FAVORITE)
+    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
             .bind(user.to_string())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .context("deleting a favorite")?;
-        Ok(result.rows_affected() > 0)
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let version = bump_version(&mut tx, user).await?;
+        tx.commit().await.context("committing a removal")?;
+        Ok(Some(version))
     }
 }
 
+async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow::Result<FavoritesVersion> {
+    let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+        .bind(user.to_string())
+        .fetch_optional(conn)
+        .await
+        .context("reading the favorites version")?;
+    version_from_column(Some(version.unwrap_or(0)))
+}
+
+#[async_trait]
 impl FavoriteLister for SqliteFavoriteRepository {
     /// SQLite steps its statement row by row as the stream is polled (sqlx runs it on a worker
     /// thread behind a bounded channel), so memory stays flat; dropping the stream finalises the
-    /// statement. The JSON is assembled by SQLite, as Postgres does in its dialect.
-    fn list_favorites(&self, user: UserId, query: ListQuery) -> FavoriteStream {
-        let pool = self.pool.clone();
-        Box::pin(async_stream::try_stream! {
+    /// statement. The JSON is assembled by SQLite, as Postgres does in its dialect. In WAL mode
+    /// a read transaction sees one snapshot from its first read on: the version and the rows.
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
+        let mut tx = self.pool.begin().await.context("starting the listing transaction")?;
+        let version = read_version(&mut tx, user).await?;
+        let rows = Box::pin(async_stream::try_stream! {
             let keyset = if query.after.is_some() { "and (created_at, id) < ($4, $5)" } else { "" };
             let sql = format!(
                 "select id, created_at,
@@ -166,13 +222,21 @@ impl FavoriteLister for SqliteFavoriteRepository {
             if let Some(after) = &query.after {
                 select = select.bind(timestamp_text(&after.created_at)).bind(after.id.clone());
             }
-            let mut rows = select.fetch(&pool);
+            let mut rows = select.fetch(&mut *tx);
             while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing")? {
                 let created_at = DateTime::parse_from_rfc3339(&created_at)
                     .context("a stored created_at is not RFC 3339")?
                     .with_timezone(&Utc);
                 yield ListedFavorite { position: ListPosition { created_at, id }, json };
             }
-        })
+            drop(rows);
+            tx.rollback().await.context("closing the listing transaction")?;
+        });
+        Ok(Listing { version, rows })
+    }
+
+    async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
+        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
+        read_version(&mut conn, user).await
     }
 }

@@ -1,0 +1,424 @@
+//! The favorites cache in Redis (ElastiCache in production).
+//!
+//! Per user, three keys sharing one hash tag (so they live in one slot if the cluster is ever
+//! sharded, which server-side scripts need):
+//!
+//! - `fav:{<user>}:meta`, a hash: `v` the [`FavoritesVersion`] the entry reflects, `full` 1 when
+//!   the entry holds the whole list, `n` and `bytes` its size, `fill` the token of the fill
+//!   that may append to it.
+//! - `fav:{<user>}:order`, a sorted set in listing order: every score 0, members
+//!   `<created_at as 16 decimal digits of microseconds>:<id>`, so that byte order (`BYLEX`) is
+//!   the listing order (ids are compared bytewise in the database too, `collate "C"`), and
+//!   keyset paging is a `ZRANGE … BYLEX REV` from an exclusive bound.
+//! - `fav:{<user>}:items`, a hash: id → the 16 digits of the sort key followed by the
+//!   favorite's JSON.
+//!
+//! Every operation is one Lua script, so each is atomic and a page is one round trip
+//! (`EVALSHA`; the `redis` crate falls back to `EVAL` once when the server has not seen the
+//! script yet). The scripts keep the invariant of [`FavoriteCache`]: an entry at version `v`
+//! holds exactly the first rows of the database's listing at `v`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use secrecy::ExposeSecret;
+
+use crate::config::CacheConfig;
+use crate::domain::UserId;
+use crate::ports::{
+    CacheChange, CachedPage, FavoriteCache, FavoritesVersion, FillTicket, ListPosition, ListQuery, ListedFavorite,
+};
+
+/// Width of the time part of a sort key: microseconds since 1970 fit 16 digits until 2286.
+const TIME_DIGITS: usize = 16;
+
+/// KEYS: meta, order, items. ARGV: start bound, offset, count (-1: to the end).
+/// Returns {} for a miss, else {v, full, member1, value1, member2, value2, ...}.
+const PAGE: &str = r"
+local meta = redis.call('HMGET', KEYS[1], 'v', 'full', 'n')
+if not meta[1] then return {} end
+local n = tonumber(meta[3])
+-- An entry that lost a key (evicted under memory pressure) is not an entry.
+if redis.call('ZCARD', KEYS[2]) ~= n or redis.call('HLEN', KEYS[3]) ~= n then return {} end
+local count = tonumber(ARGV[3])
+if count < 0 and meta[2] ~= '1' then return {} end
+local members = redis.call('ZRANGE', KEYS[2], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', ARGV[2], ARGV[3])
+local out = {meta[1], meta[2]}
+if #members == 0 then return out end
+local ids = {}
+for i, member in ipairs(members) do ids[i] = string.sub(member, 18) end
+local values = redis.call('HMGET', KEYS[3], unpack(ids))
+for i, member in ipairs(members) do
+  if not values[i] then return {} end
+  out[#out + 1] = member
+  out[#out + 1] = values[i]
+end
+return out
+";
+
+/// KEYS: meta, order, items. ARGV: version, kind (add|update|remove), id, member, value, ttl,
+/// max items, max bytes. Returns what happened, for logs and tests.
+const APPLY: &str = r"
+local meta = redis.call('HMGET', KEYS[1], 'v', 'full', 'n', 'bytes')
+local v = tonumber(meta[1])
+local w = tonumber(ARGV[1])
+if not v then return 'absent' end
+if v >= w then return 'current' end
+if v ~= w - 1 then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  return 'invalidated'
+end
+local full, n, bytes = meta[2], tonumber(meta[3]), tonumber(meta[4])
+local kind, id = ARGV[2], ARGV[3]
+local old = redis.call('HGET', KEYS[3], id)
+if kind == 'remove' then
+  if old then
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZREM', KEYS[2], string.sub(old, 1, 16) .. ':' .. id)
+    n = n - 1
+    bytes = bytes - #old
+  end
+elseif kind == 'update' then
+  if old then
+    redis.call('HSET', KEYS[3], id, ARGV[5])
+    bytes = bytes + #ARGV[5] - #old
+  end
+elseif kind == 'add' then
+  if old then
+    -- The database refused duplicates, so at v = w - 1 there was no such favorite.
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+    return 'invalidated'
+  end
+  local lowest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  -- Inside the prefix (or the prefix is everything): it belongs; beyond its end: it does not.
+  if full == '1' or (lowest and ARGV[4] > lowest) then
+    redis.call('HSET', KEYS[3], id, ARGV[5])
+    redis.call('ZADD', KEYS[2], 0, ARGV[4])
+    n = n + 1
+    bytes = bytes + #ARGV[5]
+  end
+end
+local max_items, max_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
+while n > 0 and (n > max_items or bytes > max_bytes) do
+  local last = redis.call('ZPOPMIN', KEYS[2])[1]
+  local last_id = string.sub(last, 18)
+  bytes = bytes - #redis.call('HGET', KEYS[3], last_id)
+  redis.call('HDEL', KEYS[3], last_id)
+  n = n - 1
+  full = '0'
+end
+redis.call('HSET', KEYS[1], 'v', w, 'full', full, 'n', n, 'bytes', bytes)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
+return 'applied'
+";
+
+/// KEYS: meta, order, items. ARGV: version, token, ttl. Returns 1 when the fill may start.
+const START_FILL: &str = r"
+local meta = redis.call('HMGET', KEYS[1], 'v', 'fill')
+local v = tonumber(meta[1])
+local version = tonumber(ARGV[1])
+-- Newer, or as new and not being filled: nothing to do. As new and being filled (or a fill
+-- that was abandoned): take over, the rows are the same.
+if v and (v > version or (v == version and not meta[2])) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'v', version, 'full', 0, 'n', 0, 'bytes', 0, 'fill', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// KEYS: meta, order, items. ARGV: version, token, ttl, max items, max bytes, end of list,
+/// then member, id, value for each row. Returns 1 to go on, 0 to stop.
+const FILL: &str = r"
+local meta = redis.call('HMGET', KEYS[1], 'v', 'fill', 'n', 'bytes')
+if tonumber(meta[1]) ~= tonumber(ARGV[1]) or meta[2] ~= ARGV[2] then return 0 end
+local n, bytes = tonumber(meta[3]), tonumber(meta[4])
+local max_items, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local capped = false
+for i = 7, #ARGV, 3 do
+  local value = ARGV[i + 2]
+  if n + 1 > max_items or bytes + #value > max_bytes then
+    capped = true
+    break
+  end
+  redis.call('ZADD', KEYS[2], 0, ARGV[i])
+  redis.call('HSET', KEYS[3], ARGV[i + 1], value)
+  n = n + 1
+  bytes = bytes + #value
+end
+redis.call('HSET', KEYS[1], 'n', n, 'bytes', bytes)
+local done = capped or ARGV[6] == '1'
+if done then
+  redis.call('HDEL', KEYS[1], 'fill')
+  if not capped then redis.call('HSET', KEYS[1], 'full', 1) end
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+if done then return 0 end
+return 1
+";
+
+pub struct RedisFavoriteCache {
+    connection: ConnectionManager,
+    ttl_seconds: u64,
+    max_items: usize,
+    max_bytes: usize,
+    page: Script,
+    apply: Script,
+    start_fill: Script,
+    fill: Script,
+}
+
+impl RedisFavoriteCache {
+    /// Builds the client once per cold start without connecting: the connection opens on the
+    /// first use and is re-opened in the background after a failure, so a Redis that is down
+    /// at cold start costs nothing but cache misses. `rediss://` URLs use TLS (rustls with the
+    /// web PKI roots, which include the Amazon roots ElastiCache's certificates chain to).
+    pub fn new(config: &CacheConfig) -> anyhow::Result<Self> {
+        // rustls needs one process-wide crypto provider; a second install is a no-op error.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let client = redis::Client::open(config.url.expose_secret()).context("parsing REDIS_URL")?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager)
+            .context("building the Redis connection manager")?;
+        Ok(Self {
+            connection,
+            ttl_seconds: config.ttl.as_secs(),
+            max_items: config.max_items,
+            max_bytes: config.max_bytes,
+            page: Script::new(PAGE),
+            apply: Script::new(APPLY),
+            start_fill: Script::new(START_FILL),
+            fill: Script::new(FILL),
+        })
+    }
+
+    fn keys(user: UserId) -> [String; 3] {
+        let tag = user.as_uuid();
+        [
+            format!("fav:{{{tag}}}:meta"),
+            format!("fav:{{{tag}}}:order"),
+            format!("fav:{{{tag}}}:items"),
+        ]
+    }
+}
+
+/// The member a favorite has in the order set; its first [`TIME_DIGITS`] bytes prefix the
+/// stored value too, so a removal by id finds the member.
+fn sort_key(position: &ListPosition) -> String {
+    format!(
+        "{:0width$}:{}",
+        position.created_at.timestamp_micros(),
+        position.id,
+        width = TIME_DIGITS
+    )
+}
+
+fn stored_value(row: &ListedFavorite) -> String {
+    let key = sort_key(&row.position);
+    format!("{}{}", &key[..TIME_DIGITS], row.json)
+}
+
+fn row_from(member: &[u8], value: &[u8]) -> anyhow::Result<ListedFavorite> {
+    let member = std::str::from_utf8(member).context("a cached sort key is not UTF-8")?;
+    let value = std::str::from_utf8(value).context("a cached favorite is not UTF-8")?;
+    let (micros, id) = member
+        .split_at_checked(TIME_DIGITS)
+        .and_then(|(micros, rest)| Some((micros, rest.strip_prefix(':')?)))
+        .context("a cached sort key has the wrong shape")?;
+    let micros: i64 = micros.parse().context("a cached sort key has no time")?;
+    let created_at = chrono::DateTime::from_timestamp_micros(micros).context("a cached time is out of range")?;
+    let json = value
+        .get(TIME_DIGITS..)
+        .filter(|json| json.starts_with('{'))
+        .context("a cached favorite has the wrong shape")?;
+    Ok(ListedFavorite {
+        position: ListPosition {
+            created_at,
+            id: id.to_string(),
+        },
+        json: json.to_string(),
+    })
+}
+
+fn bytes_of(value: &Value) -> anyhow::Result<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        other => anyhow::bail!("unexpected reply element from the cache: {other:?}"),
+    }
+}
+
+fn number_of(value: &Value) -> anyhow::Result<u64> {
+    std::str::from_utf8(bytes_of(value)?)?
+        .parse()
+        .context("a cached number does not parse")
+}
+
+#[async_trait]
+impl FavoriteCache for RedisFavoriteCache {
+    async fn page(&self, user: UserId, query: &ListQuery) -> anyhow::Result<Option<CachedPage>> {
+        let start = match &query.after {
+            Some(after) => format!("({}", sort_key(after)),
+            None => "+".to_string(),
+        };
+        let count: i64 = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let keys = Self::keys(user);
+        let reply: Vec<Value> = self
+            .page
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(start)
+            .arg(query.offset)
+            .arg(count)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("reading a page from the cache")?;
+        let [version, full, pairs @ ..] = reply.as_slice() else {
+            return Ok(None);
+        };
+        if pairs.len() % 2 != 0 {
+            anyhow::bail!("the cache answered a page with an odd number of elements");
+        }
+        let version = FavoritesVersion(number_of(version)?);
+        let full = number_of(full)? == 1;
+        let rows = pairs
+            .chunks_exact(2)
+            .map(|pair| row_from(bytes_of(&pair[0])?, bytes_of(&pair[1])?))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // All the rows asked for were inside the prefix, or the prefix is the whole list.
+        let complete = full || query.limit.is_some_and(|limit| rows.len() as u64 == limit);
+        Ok(complete.then_some(CachedPage { version, rows }))
+    }
+
+    async fn apply(&self, user: UserId, version: FavoritesVersion, change: CacheChange<'_>) -> anyhow::Result<()> {
+        let (kind, id, member, value) = match change {
+            CacheChange::Added(row) => (
+                "add",
+                row.position.id.clone(),
+                sort_key(&row.position),
+                stored_value(row),
+            ),
+            CacheChange::Updated(row) => (
+                "update",
+                row.position.id.clone(),
+                sort_key(&row.position),
+                stored_value(row),
+            ),
+            CacheChange::Removed(id) => ("remove", id.as_str().to_string(), String::new(), String::new()),
+        };
+        let keys = Self::keys(user);
+        let outcome: String = self
+            .apply
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(version.0)
+            .arg(kind)
+            .arg(id)
+            .arg(member)
+            .arg(value)
+            .arg(self.ttl_seconds)
+            .arg(self.max_items)
+            .arg(self.max_bytes)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("writing a change through to the cache")?;
+        tracing::debug!(kind, version = version.0, outcome, "cache write-through");
+        Ok(())
+    }
+
+    async fn start_fill(&self, user: UserId, version: FavoritesVersion) -> anyhow::Result<Option<FillTicket>> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let keys = Self::keys(user);
+        let started: i64 = self
+            .start_fill
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(version.0)
+            .arg(&token)
+            .arg(self.ttl_seconds)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("starting a cache fill")?;
+        Ok((started == 1).then_some(FillTicket { version, token }))
+    }
+
+    async fn fill(
+        &self,
+        user: UserId,
+        ticket: &FillTicket,
+        rows: &[ListedFavorite],
+        end_of_list: bool,
+    ) -> anyhow::Result<bool> {
+        let keys = Self::keys(user);
+        let mut invocation = self.fill.key(&keys[0]);
+        invocation
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(ticket.version.0)
+            .arg(&ticket.token)
+            .arg(self.ttl_seconds)
+            .arg(self.max_items)
+            .arg(self.max_bytes)
+            .arg(if end_of_list { "1" } else { "0" });
+        for row in rows {
+            invocation
+                .arg(sort_key(&row.position))
+                .arg(&row.position.id)
+                .arg(stored_value(row));
+        }
+        let go_on: i64 = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("filling the cache")?;
+        Ok(go_on == 1)
+    }
+
+    fn max_items(&self) -> usize {
+        self.max_items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_order_like_the_listing() {
+        let at = |micros| chrono::DateTime::from_timestamp_micros(micros).unwrap();
+        let key = |micros, id: &str| {
+            sort_key(&ListPosition {
+                created_at: at(micros),
+                id: id.into(),
+            })
+        };
+        // Later first, then the greater id first, bytewise: reverse byte order of the keys.
+        let mut keys = vec![key(5, "a"), key(1_000_000, "a"), key(5, "ab"), key(5, "B")];
+        keys.sort();
+        keys.reverse();
+        assert_eq!(keys, vec![key(1_000_000, "a"), key(5, "ab"), key(5, "a"), key(5, "B")]);
+    }
+
+    #[test]
+    fn a_stored_row_reads_back_as_it_was() {
+        let row = ListedFavorite {
+            position: ListPosition {
+                created_at: chrono::DateTime::from_timestamp_micros(1_763_600_000_123_456).unwrap(),
+                id: "chart:1".into(),
+            },
+            json: r#"{"id":"chart:1"}"#.into(),
+        };
+        let back = row_from(sort_key(&row.position).as_bytes(), stored_value(&row).as_bytes()).unwrap();
+        assert_eq!(back.position, row.position);
+        assert_eq!(back.json, row.json);
+    }
+}
