@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test bench-login bench-list bench-cache fmt lint
+.PHONY: help run test bench-login bench-list bench-cache bench-enrichment fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -29,6 +29,9 @@ bench-list: ## Memory and throughput of the streamed list, 1k/100k/1M favorites 
 
 bench-cache: ## Cached vs uncached list pages: Redis round trips per page, p50/p99 and req/s (scripts/bench-cache.sh)
 	@scripts/bench-cache.sh
+
+bench-enrichment: ## List latency: no enrichment, healthy at 0/5/50 ms, service down with the circuit open (scripts/bench-enrichment.sh)
+	@scripts/bench-enrichment.sh
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

@@ -7,6 +7,7 @@
 # REDIS_URL before `make run` switches that part on. PORT=9001 make run picks another port.
 # CACHE=redis make run switches the favorites cache on with a local Redis: the one answering
 # on 127.0.0.1:6379, or a throwaway one started (and stopped with) this script.
+# ENRICHMENT=local make run starts the fake enrichment service and points the list at it.
 # Arguments are passed to `cargo lambda watch` (e.g. scripts/run.sh --release).
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,6 +31,19 @@ elif [ -n "${CACHE:-}" ] && [ "${CACHE:-}" != redis ]; then
 	die "CACHE=$CACHE: the only cache is CACHE=redis"
 fi
 
+if [ "${ENRICHMENT:-}" = local ] && [ -z "${ENRICHMENT_URL:-}" ]; then
+	step "Enrichment: the fake enrichment service (tests/src/bin/enrichment-server.rs)" "or set ENRICHMENT_URL yourself"
+	cargo build -p e2e --bin enrichment-server
+	enrichment_port=$(free_port)
+	export ENRICHMENT_API_KEY="${ENRICHMENT_API_KEY:-local-enrichment-key}"
+	"$CARGO_TARGET_DIR/debug/enrichment-server" "$enrichment_port" &
+	add_cleanup "_stop_pid $! 'fake enrichment service'"
+	export ENRICHMENT_URL="http://127.0.0.1:$enrichment_port"
+	say "ENRICHMENT_URL=$ENRICHMENT_URL (change its behaviour: curl -X PUT $ENRICHMENT_URL/control -d '{\"mode\":\"status\",\"status\":503}')"
+elif [ -n "${ENRICHMENT:-}" ] && [ "${ENRICHMENT:-}" != local ]; then
+	die "ENRICHMENT=$ENRICHMENT: the only choice is ENRICHMENT=local"
+fi
+
 mkdir -p .local
 export FAVORITES_DATA_DIR="${FAVORITES_DATA_DIR:-$REPO_ROOT/.local}"
 
@@ -46,7 +60,7 @@ step_done
 overrides=""
 for var in $(compgen -e | grep -E '^(DATABASE_URL|REDIS_URL|JWT_SECRET|BCRYPT_COST|ENRICHMENT_[A-Z_]*|AWS_ENDPOINT_URL[A-Z_]*|FAVORITES_[A-Z_]*)$' | sort || true); do
 	value=$(redact_url "${!var}")
-	[ "$var" != JWT_SECRET ] || value="***"
+	case $var in JWT_SECRET | *_API_KEY) value="***" ;; esac
 	overrides+=$'\n'"  |   $var=$value"
 done
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::adapters::bcrypt::BcryptPasswordHasher;
+use crate::adapters::enrichment::HttpEnrichmentClient;
 use crate::adapters::jwt::JwtAccessTokens;
 use crate::adapters::redis::RedisFavoriteCache;
 use crate::adapters::sql::Database;
@@ -19,6 +20,7 @@ use crate::http::{
     health_router, list_favorites_router, login_router, remove_favorite_router, signup_router, update_favorite_router,
 };
 use crate::usecases::cache::CacheGuard;
+use crate::usecases::enrich::Enrichment;
 
 /// Runs a buffered-response function: logs, configuration, adapters, then the Lambda loop.
 /// A configuration or wiring error ends the cold start with the reason in the log.
@@ -119,6 +121,20 @@ pub fn cache(config: &Config) -> anyhow::Result<Option<Arc<CacheGuard>>> {
     Ok(Some(Arc::new(CacheGuard::new(Arc::new(redis), bound))))
 }
 
+/// The enrichment service client when `ENRICHMENT_URL` is set (nothing connects here); its
+/// results are cached beside the favorites when the cache is on.
+pub fn enrichment(config: &Config, cache: Option<Arc<CacheGuard>>) -> anyhow::Result<Option<Arc<Enrichment>>> {
+    let Some(enrichment) = &config.enrichment else {
+        return Ok(None);
+    };
+    let client = HttpEnrichmentClient::new(&enrichment.url, enrichment.api_key.clone())?;
+    Ok(Some(Arc::new(Enrichment::new(
+        Box::new(client),
+        enrichment.policy.clone(),
+        cache,
+    ))))
+}
+
 pub async fn add_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     Ok(add_favorite_router(FavoritesState {
@@ -159,11 +175,13 @@ pub async fn remove_favorite(config: Config) -> anyhow::Result<Router> {
 pub async fn list_favorites(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     let cursors = Arc::new(CursorCodec::new(&config.jwt.secret));
+    let cache = cache(&config)?;
     Ok(list_favorites_router(ListState {
         favorites,
         tokens: tokens(&config),
         cursors,
-        cache: cache(&config)?,
+        cache: cache.clone(),
+        enrichment: enrichment(&config, cache)?,
     }))
 }
 

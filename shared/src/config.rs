@@ -28,6 +28,47 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// The favorites cache; `None` (off) when `REDIS_URL` is unset.
     pub cache: Option<CacheConfig>,
+    /// The enrichment service; `None` (off) when `ENRICHMENT_URL` is unset.
+    pub enrichment: Option<EnrichmentConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrichmentConfig {
+    /// Base URL of the service (`ENRICHMENT_URL`, http:// or https://).
+    pub url: String,
+    /// `ENRICHMENT_API_KEY`, required with the URL (from Secrets Manager in production).
+    pub api_key: SecretString,
+    pub policy: crate::usecases::enrich::EnrichmentPolicy,
+}
+
+impl EnrichmentConfig {
+    pub fn from(env: &dyn Env) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.get("ENRICHMENT_URL") else {
+            return Ok(None);
+        };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(invalid("ENRICHMENT_URL", "must start with http:// or https://"));
+        }
+        let api_key = env.get("ENRICHMENT_API_KEY").ok_or(ConfigError::Missing {
+            name: "ENRICHMENT_API_KEY",
+            when: "ENRICHMENT_URL is set",
+        })?;
+        let ms = |name, default, range| parse(env, name, default, range).map(Duration::from_millis);
+        Ok(Some(Self {
+            url,
+            api_key: api_key.into(),
+            policy: crate::usecases::enrich::EnrichmentPolicy {
+                batch: parse(env, "ENRICHMENT_BATCH", 50, 1..=500)?,
+                in_flight: parse(env, "ENRICHMENT_IN_FLIGHT", 4, 1..=32)?,
+                call_timeout: ms("ENRICHMENT_TIMEOUT_MS", 300, 10..=10_000)?,
+                deadline: ms("ENRICHMENT_DEADLINE_MS", 1_000, 10..=30_000)?,
+                retries: parse(env, "ENRICHMENT_RETRIES", 2, 0..=10)?,
+                backoff: ms("ENRICHMENT_BACKOFF_MS", 25, 1..=5_000)?,
+                breaker_failures: parse(env, "ENRICHMENT_BREAKER_FAILURES", 5, 1..=1_000)?,
+                breaker_open_for: ms("ENRICHMENT_BREAKER_OPEN_MS", 5_000, 100..=600_000)?,
+            },
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +85,9 @@ pub struct CacheConfig {
     pub max_items: usize,
     /// The most bytes of favorites one user's entry holds (`CACHE_MAX_BYTES`, default 1 MiB).
     pub max_bytes: usize,
+    /// How long an enrichment result is used (`ENRICHMENT_CACHE_TTL_SECONDS`, default 300):
+    /// the metadata belongs to another service and changes there.
+    pub enrichment_ttl: Duration,
 }
 
 impl CacheConfig {
@@ -60,6 +104,7 @@ impl CacheConfig {
             ttl: Duration::from_secs(parse(env, "CACHE_TTL_SECONDS", 3_600, 10..=7 * 86_400)?),
             max_items: parse(env, "CACHE_MAX_ITEMS", 1_000, 1..=5_000)?,
             max_bytes: parse(env, "CACHE_MAX_BYTES", 1 << 20, 4_096..=64 << 20)?,
+            enrichment_ttl: Duration::from_secs(parse(env, "ENRICHMENT_CACHE_TTL_SECONDS", 300, 1..=86_400)?),
         }))
     }
 }
@@ -173,6 +218,7 @@ impl Config {
             },
             bcrypt_cost: parse(env, "BCRYPT_COST", 12, 4..=31)?,
             cache: CacheConfig::from(env)?,
+            enrichment: EnrichmentConfig::from(env)?,
         })
     }
 

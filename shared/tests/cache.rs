@@ -38,6 +38,7 @@ fn cache_config(url: &str, max_items: usize, max_bytes: usize) -> CacheConfig {
         ttl: Duration::from_secs(600),
         max_items,
         max_bytes,
+        enrichment_ttl: Duration::from_secs(300),
     }
 }
 

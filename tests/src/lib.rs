@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: a client for the API that `make test` starts under the
 //! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
 
+pub mod enrichment_server;
+
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 

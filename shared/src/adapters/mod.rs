@@ -1,7 +1,8 @@
 //! Adapters: each port implemented by one technology. Only this module imports sqlx, bcrypt,
-//! jsonwebtoken and redis; the domain and the use cases know none of them.
+//! jsonwebtoken, redis and reqwest; the domain and the use cases know none of them.
 
 pub mod bcrypt;
+pub mod enrichment;
 pub mod jwt;
 pub mod redis;
 pub mod sql;

@@ -12,12 +12,15 @@
 //!   keyset paging is a `ZRANGE … BYLEX REV` from an exclusive bound.
 //! - `fav:{<user>}:items`, a hash: id → the 16 digits of the sort key followed by the
 //!   favorite's JSON.
+//! - `fav:{<user>}:enrichment`, a hash: id → when the enrichment service was asked, and what it
+//!   said (metadata or null); read only while younger than the enrichment TTL.
 //!
 //! Every operation is one Lua script, so each is atomic and a page is one round trip
 //! (`EVALSHA`; the `redis` crate falls back to `EVAL` once when the server has not seen the
 //! script yet). The scripts keep the invariant of [`FavoriteCache`]: an entry at version `v`
 //! holds exactly the first rows of the database's listing at `v`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,7 +32,8 @@ use secrecy::ExposeSecret;
 use crate::config::CacheConfig;
 use crate::domain::UserId;
 use crate::ports::{
-    CacheChange, CachedPage, FavoriteCache, FavoritesVersion, FillTicket, ListPosition, ListQuery, ListedFavorite,
+    CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FavoritesVersion, FillTicket,
+    ListPosition, ListQuery, ListedFavorite,
 };
 
 /// Width of the time part of a sort key: microseconds since 1970 fit 16 digits until 2286.
@@ -159,15 +163,26 @@ if done then return 0 end
 return 1
 ";
 
+/// KEYS: enrichment hash. ARGV: ttl seconds, max entries, then id, value pairs. A hash that
+/// would outgrow the cap starts over: entries are cheap to fetch again.
+const REMEMBER_ENRICHMENTS: &str = r"
+if redis.call('HLEN', KEYS[1]) + (#ARGV - 2) / 2 > tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
 pub struct RedisFavoriteCache {
     connection: ConnectionManager,
     ttl_seconds: u64,
+    enrichment_ttl_seconds: u64,
     max_items: usize,
     max_bytes: usize,
     page: Script,
     apply: Script,
     start_fill: Script,
     fill: Script,
+    remember_enrichments: Script,
 }
 
 impl RedisFavoriteCache {
@@ -190,13 +205,19 @@ impl RedisFavoriteCache {
         Ok(Self {
             connection,
             ttl_seconds: config.ttl.as_secs(),
+            enrichment_ttl_seconds: config.enrichment_ttl.as_secs(),
             max_items: config.max_items,
             max_bytes: config.max_bytes,
             page: Script::new(PAGE),
             apply: Script::new(APPLY),
             start_fill: Script::new(START_FILL),
             fill: Script::new(FILL),
+            remember_enrichments: Script::new(REMEMBER_ENRICHMENTS),
         })
+    }
+
+    fn enrichment_key(user: UserId) -> String {
+        format!("fav:{{{}}}:enrichment", user.as_uuid())
     }
 
     fn keys(user: UserId) -> [String; 3] {
@@ -385,6 +406,58 @@ impl FavoriteCache for RedisFavoriteCache {
 
     fn max_items(&self) -> usize {
         self.max_items
+    }
+}
+
+/// Enrichment entries are `<unix seconds when fetched>:<metadata JSON or null>`; a reader
+/// takes only those younger than the TTL (a hash's fields have no TTL of their own).
+#[async_trait]
+impl EnrichmentCache for RedisFavoriteCache {
+    async fn enrichments(&self, user: UserId, ids: &[String]) -> anyhow::Result<HashMap<String, CachedEnrichment>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(Self::enrichment_key(user))
+            .arg(ids)
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("reading cached enrichments")?;
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.enrichment_ttl_seconds).unwrap_or(i64::MAX);
+        let mut fresh = HashMap::new();
+        for (id, value) in ids.iter().zip(values) {
+            let Some(value) = value else { continue };
+            let (at, json) = value
+                .split_once(':')
+                .context("a cached enrichment has the wrong shape")?;
+            let at: i64 = at.parse().context("a cached enrichment has no time")?;
+            if now - at < ttl {
+                let metadata: serde_json::Value =
+                    serde_json::from_str(json).context("a cached enrichment is not JSON")?;
+                fresh.insert(id.clone(), (!metadata.is_null()).then_some(metadata));
+            }
+        }
+        Ok(fresh)
+    }
+
+    async fn remember_enrichments(&self, user: UserId, entries: &[(String, CachedEnrichment)]) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp();
+        let key = Self::enrichment_key(user);
+        let mut invocation = self.remember_enrichments.key(&key);
+        invocation.arg(self.enrichment_ttl_seconds).arg(self.max_items);
+        for (id, metadata) in entries {
+            let json = metadata.as_ref().map_or_else(|| "null".to_string(), |m| m.to_string());
+            invocation.arg(id).arg(format!("{now}:{json}"));
+        }
+        let _: i64 = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("caching enrichments")?;
+        Ok(())
     }
 }
 

@@ -33,6 +33,7 @@ use super::paging::{CursorCodec, ListParams, Paging};
 use crate::domain::UserId;
 use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
 use crate::usecases::cache::CacheGuard;
+use crate::usecases::enrich::Enrichment;
 use crate::usecases::list_favorites::list_favorites;
 
 /// Body chunk size: big enough that per-chunk overhead (a frame through the Lambda runtime
@@ -47,6 +48,7 @@ pub struct ListState {
     pub tokens: Arc<dyn AccessTokens>,
     pub cursors: Arc<CursorCodec>,
     pub cache: Option<Arc<CacheGuard>>,
+    pub enrichment: Option<Arc<Enrichment>>,
 }
 
 impl FromRef<ListState> for Arc<dyn AccessTokens> {
@@ -91,9 +93,13 @@ async fn list_handler(
     let Query(params) = params.map_err(|_| ApiError::bad_parameter("", "the query string is malformed"))?;
     let paging = Paging::parse(params, &state.cursors, user)?;
     let format = Format::from_accept(&headers);
-    let mut rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
+    let rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
         .await
         .map_err(ApiError::internal)?;
+    let mut rows = match &state.enrichment {
+        Some(enrichment) => enrichment.enrich(user, rows, request_id(&headers)),
+        None => rows,
+    };
     // Wait for the first row before answering: a database that is down is still a clean
     // 500 here, with a JSON:API body, rather than a 200 that breaks off.
     let first = rows.next().await.transpose().map_err(ApiError::internal)?;
@@ -103,6 +109,16 @@ async fn list_handler(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     Ok(response)
+}
+
+/// The caller's `X-Request-ID` when it sent a usable one, else a new one: passed on to the
+/// services this request calls, so their logs and ours can be joined.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
 /// The response body as a stream of chunks. Holds one chunk and one row at a time.

@@ -42,6 +42,25 @@ pub trait FavoriteCache: Send + Sync {
     fn max_items(&self) -> usize;
 }
 
+/// What the enrichment service said of one asset, as cached: its metadata, or `None` when it
+/// had nothing (also worth remembering: a warm list then makes no call at all).
+pub type CachedEnrichment = Option<serde_json::Value>;
+
+/// Enrichment results kept beside a user's favorites, each for a limited time (the metadata
+/// belongs to another service and may change there).
+#[async_trait]
+pub trait EnrichmentCache: Send + Sync {
+    /// The fresh entries among `ids`; ids without one are absent from the map.
+    async fn enrichments(
+        &self,
+        user: UserId,
+        ids: &[String],
+    ) -> anyhow::Result<std::collections::HashMap<String, CachedEnrichment>>;
+
+    /// Remembers what the service said of these assets.
+    async fn remember_enrichments(&self, user: UserId, entries: &[(String, CachedEnrichment)]) -> anyhow::Result<()>;
+}
+
 /// A page read from the cache.
 #[derive(Debug, Clone)]
 pub struct CachedPage {

@@ -6,12 +6,14 @@
 
 mod auth;
 mod cache;
+mod enrichment;
 mod favorites;
 mod health;
 mod users;
 
 pub use auth::{AccessTokens, IssuedToken, PasswordHasher, TokenRejected};
-pub use cache::{CacheChange, CachedPage, FavoriteCache, FillTicket};
+pub use cache::{CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FillTicket};
+pub use enrichment::{AssetRef, EnrichmentClient, FetchError, Metadata};
 pub use favorites::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
     FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite, Listing,

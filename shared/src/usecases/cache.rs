@@ -7,13 +7,17 @@
 //! per call. Skipping writes is safe: a change that did not reach the cache leaves its entry
 //! at an older version, which no reader will take (see `ports::FavoriteCache`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::domain::{Favorite, FavoriteId, UserId};
-use crate::ports::{CacheChange, CachedPage, FavoriteCache, FavoritesVersion, FillTicket, ListQuery, ListedFavorite};
+use crate::ports::{
+    CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FavoritesVersion, FillTicket, ListQuery,
+    ListedFavorite,
+};
 
 /// How long the cache is bypassed after a failure.
 pub const COOL_DOWN: Duration = Duration::from_secs(1);
@@ -37,6 +41,7 @@ impl CacheStats {
 
 pub struct CacheGuard {
     cache: Arc<dyn FavoriteCache>,
+    enrichments: Arc<dyn EnrichmentCache>,
     timeout: Duration,
     started: Instant,
     /// Milliseconds since `started` until which the cache is bypassed.
@@ -46,9 +51,10 @@ pub struct CacheGuard {
 
 impl CacheGuard {
     /// `timeout` bounds each call as a whole (connecting included).
-    pub fn new(cache: Arc<dyn FavoriteCache>, timeout: Duration) -> Self {
+    pub fn new<C: FavoriteCache + EnrichmentCache + 'static>(cache: Arc<C>, timeout: Duration) -> Self {
         Self {
-            cache,
+            cache: cache.clone(),
+            enrichments: cache,
             timeout,
             started: Instant::now(),
             cool_until_ms: AtomicU64::new(0),
@@ -147,6 +153,21 @@ impl CacheGuard {
         self.call("fill", self.cache.fill(user, ticket, rows, end_of_list))
             .await
             .unwrap_or(false)
+    }
+
+    /// Fresh cached enrichments of these assets (none when the cache fails).
+    pub async fn enrichments(&self, user: UserId, ids: &[String]) -> HashMap<String, CachedEnrichment> {
+        self.call("enrichments", self.enrichments.enrichments(user, ids))
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn remember_enrichments(&self, user: UserId, entries: &[(String, CachedEnrichment)]) {
+        self.call(
+            "remember_enrichments",
+            self.enrichments.remember_enrichments(user, entries),
+        )
+        .await;
     }
 
     pub fn max_items(&self) -> usize {

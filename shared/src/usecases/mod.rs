@@ -3,6 +3,7 @@
 
 pub mod add_favorite;
 pub mod cache;
+pub mod enrich;
 pub mod get_favorite;
 pub mod list_favorites;
 pub mod login;
