@@ -1,13 +1,14 @@
 //! `make bench-enrichment`: latency of a listed page (100 favorites, Postgres, in process)
 //! with no enrichment, with a healthy enrichment service at 0, 5 and 50 ms, and with the
-//! service down and the circuit open. The configurations take turns, request by request, so
-//! drift on the machine touches them alike. Needs TEST_DATABASE_URL (an admin URL: a fresh
+//! service down and the circuit open. The configurations take turns, request by request, in
+//! a new random order each round, so drift on the machine touches them alike. Needs TEST_DATABASE_URL (an admin URL: a fresh
 //! database is created and dropped).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use rand::seq::SliceRandom;
 use secrecy::SecretString;
 use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::sql::Database;
@@ -130,15 +131,21 @@ async fn run(url: &str, rounds: usize) -> anyhow::Result<()> {
         }
     }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); configs.len()];
+    // A new order every round: whatever follows the 50 ms configuration (an idle pause) or
+    // comes first must not always be the same configuration.
+    let mut order: Vec<usize> = (0..configs.len()).collect();
     for _ in 0..rounds {
-        for (i, (_, enrichment, _)) in configs.iter().enumerate() {
+        order.shuffle(&mut rand::rng());
+        for &i in &order {
             let started = Instant::now();
-            page(&db, user.id, enrichment.as_ref()).await;
+            page(&db, user.id, configs[i].1.as_ref()).await;
             samples[i].push(started.elapsed());
         }
     }
     let base_mean = samples[0].iter().sum::<Duration>().as_secs_f64() / rounds as f64 * 1000.0;
-    println!("page of {PAGE} of {FAVORITES} favorites, Postgres, {rounds} requests per configuration, taking turns");
+    println!(
+        "page of {PAGE} of {FAVORITES} favorites, Postgres, {rounds} requests per configuration, taking turns in random order"
+    );
     println!();
     println!("| configuration | mean ms | p50 ms | p99 ms | mean ÷ no enrichment |");
     println!("|---|---:|---:|---:|---:|");

@@ -192,6 +192,12 @@ impl Enrichment {
     /// The rows with metadata where the service had it, in the same order. At most
     /// `in_flight` batches are fetched at once, and only as the consumer pulls rows.
     pub fn enrich(self: &Arc<Self>, user: UserId, rows: FavoriteStream, request_id: String) -> FavoriteStream {
+        if self.cache.is_none() && self.breaker_state() == BreakerState::Open {
+            // The list goes out as it is, untouched: an open circuit costs nothing. (A circuit
+            // that half-opens meanwhile is probed by the next request.)
+            self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return rows;
+        }
         let deadline = Instant::now() + self.policy.deadline;
         let this = self.clone();
         let request_id = Arc::new(request_id);
@@ -214,6 +220,11 @@ impl Enrichment {
         request_id: &str,
         deadline: Instant,
     ) -> Vec<anyhow::Result<ListedFavorite>> {
+        if self.cache.is_none() && self.breaker_state() == BreakerState::Open {
+            // Nothing to gain from reading the rows: an open circuit costs (almost) nothing.
+            self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return batch;
+        }
         let assets: Vec<AssetRef> = batch.iter().flatten().filter_map(asset_ref).collect();
         if assets.is_empty() {
             return batch;
