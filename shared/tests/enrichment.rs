@@ -245,3 +245,33 @@ async fn with_the_cache_on_a_warm_list_makes_no_call_until_the_results_expire() 
         "expired results are fetched again"
     );
 }
+
+#[tokio::test]
+async fn with_the_cache_on_an_open_circuit_makes_no_calls_either() {
+    let (db, user) = seeded(30).await;
+    let (url, fake) = fake_server(Mode::Status { status: 503 }).await;
+    let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
+    let config = shared::config::CacheConfig {
+        url: SecretString::from(redis_url),
+        timeout: Duration::from_millis(200),
+        ttl: Duration::from_secs(60),
+        max_items: 1000,
+        max_bytes: 1 << 20,
+        enrichment_ttl: Duration::from_secs(60),
+    };
+    let cache = Arc::new(CacheGuard::new(
+        Arc::new(RedisFavoriteCache::new(&config).unwrap()),
+        Duration::from_millis(400),
+    ));
+    let client = HttpEnrichmentClient::new(&url, SecretString::from(API_KEY)).unwrap();
+    let enrichment = Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)));
+    let (rows, elapsed) = enriched_list(&db.database, user, &enrichment).await;
+    assert_complete(&rows, elapsed, 30);
+    assert_eq!(enrichment.breaker_state(), BreakerState::Open);
+    let calls = fake.calls.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let (rows, elapsed) = enriched_list(&db.database, user, &enrichment).await;
+        assert_complete(&rows, elapsed, 30);
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), calls, "nothing was cached, and still no call");
+}
