@@ -98,44 +98,7 @@ listing_select() {
 seed_to() {
 	local from=$1 to=$2
 	say "seeding favorites $((from + 1))..$to"
-	bpsql -v uid="$BENCH_USER_ID" -v lo="$((from + 1))" -v hi="$to" <<-'SQL'
-		insert into favorites (user_id, id, asset, created_at, updated_at)
-		select :'uid'::uuid, 'fav-' || g,
-		       case g % 3
-		       when 0 then jsonb_build_object(
-		           'type', 'insight',
-		           'name', 'Weekly churn insight #' || g,
-		           'description', 'Trial users who never create a dashboard churn in their first week',
-		           'content', 'Of the trials started in week ' || (g % 52 + 1) || ', ' || (g % 60 + 20)
-		                      || '% churned within seven days; teams that shared one chart churned half as often.')
-		       when 1 then jsonb_build_object(
-		           'type', 'chart',
-		           'name', 'Monthly revenue #' || g,
-		           'description', 'Recognised revenue per month, EUR',
-		           'x_axis', 'month',
-		           'y_axis', 'EUR',
-		           'data', jsonb_build_array(
-		               jsonb_build_object('x', '2026-01', 'y', 1000 + g % 997),
-		               jsonb_build_object('x', '2026-02', 'y', 1100.5 + g % 991),
-		               jsonb_build_object('x', '2026-03', 'y', 1210 + g % 983),
-		               jsonb_build_object('x', '2026-04', 'y', 1331.25 + g % 977),
-		               jsonb_build_object('x', '2026-05', 'y', 1464 + g % 971)))
-		       else jsonb_build_object(
-		           'type', 'audience',
-		           'name', 'Young urban shoppers #' || g,
-		           'description', 'Heavy social media users who bought last month',
-		           'rules', jsonb_build_object(
-		               'gender', (array['female', 'male', 'other'])[g % 3 + 1],
-		               'country', (array['GR', 'DE', 'FR', 'ES', 'IT'])[g % 5 + 1],
-		               'age_min', 18 + g % 10,
-		               'age_max', 30 + g % 20,
-		               'social_media_hours', 2.5,
-		               'purchases_last_month', g % 7))
-		       end,
-		       timestamptz '2026-11-20 12:00:00+00' - g * interval '1 millisecond',
-		       timestamptz '2026-11-20 12:00:00+00' - g * interval '1 millisecond'
-		  from generate_series(:lo::bigint, :hi::bigint) as g;
-	SQL
+	bpsql -v uid="$BENCH_USER_ID" -v lo="$((from + 1))" -v hi="$to" -f "$REPO_ROOT/scripts/seed-favorites.sql"
 	bpsql -c 'vacuum analyze favorites'
 	# Flush the seeding's dirty pages now rather than during the measurements.
 	bpsql -c 'checkpoint' 2>/dev/null || warn "checkpoint refused (not a superuser?); the first runs may compete with the checkpointer"
@@ -261,17 +224,7 @@ EMU_PORT=${BASE##*:}
 EMU_PID=$EMULATOR_PID
 
 step "User: sign up and log in over HTTP" "see $BENCH_LOG"
-EMAIL="bench-$(random_hex 8)@example.com"
-PASSWORD="bench-$(random_hex 16)"
-creds=$(python3 -c 'import json, sys; print(json.dumps({"email": sys.argv[1], "password": sys.argv[2]}))' "$EMAIL" "$PASSWORD")
-code=$(curl -sS --max-time 120 -o /dev/null -w '%{http_code}' -X POST "$BASE/signup" \
-	-H 'content-type: application/json' -d "$creds") || die "POST /signup failed"
-[ "$code" = 201 ] || die "POST /signup answered HTTP $code"
-TOKEN=$(curl -sS --max-time 120 -X POST "$BASE/login" -H 'content-type: application/json' -d "$creds" |
-	python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || die "POST /login did not return a token"
-BENCH_USER_ID=$(bpsql -At -c "select id from users where email = '$EMAIL'")
-[ -n "$BENCH_USER_ID" ] || die "user $EMAIL not found in $BENCH_DB_NAME"
-say "user $EMAIL, id $BENCH_USER_ID"
+bench_user "$BASE"
 LISTING_SQL=$(listing_select)
 
 step "Warm-up: start list-favorites under the emulator" "see $BENCH_LOG"

@@ -535,3 +535,20 @@ start_emulator() {
 	add_cleanup "stop_tree $EMULATOR_PID 'cargo lambda watch'; stop_by_env 'AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$port/' 'leftover function processes'"
 	wait_http "$EMULATOR_URL/health" 600 "$log" "$EMULATOR_PID"
 }
+
+# bench_user BASE_URL: sign up and log in a new user over HTTP; sets EMAIL and TOKEN, and
+# BENCH_USER_ID from the database (the caller's bpsql).
+bench_user() {
+	local base=$1 password creds code
+	EMAIL="bench-$(random_hex 8)@example.com"
+	password="bench-$(random_hex 16)"
+	creds=$(python3 -c 'import json, sys; print(json.dumps({"email": sys.argv[1], "password": sys.argv[2]}))' "$EMAIL" "$password")
+	code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -X POST "$base/signup" \
+		-H 'content-type: application/json' -d "$creds") || die "POST /signup failed"
+	[ "$code" = 201 ] || die "POST /signup answered HTTP $code"
+	TOKEN=$(curl -sS --max-time 600 -X POST "$base/login" -H 'content-type: application/json' -d "$creds" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || die "POST /login did not return a token"
+	BENCH_USER_ID=$(bpsql -At -c "select id from users where email = '$EMAIL'")
+	[ -n "$BENCH_USER_ID" ] || die "user $EMAIL not found in the bench database"
+	say "user $EMAIL, id $BENCH_USER_ID"
+}
