@@ -273,5 +273,9 @@ async fn with_the_cache_on_an_open_circuit_makes_no_calls_either() {
         let (rows, elapsed) = enriched_list(&db.database, user, &enrichment).await;
         assert_complete(&rows, elapsed, 30);
     }
-    assert_eq!(fake.calls.load(Ordering::SeqCst), calls, "nothing was cached, and still no call");
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        calls,
+        "nothing was cached, and still no call"
+    );
 }
