@@ -78,7 +78,6 @@ async fn database_list(db: &Database, user: UserId) -> Vec<Value> {
         .list_favorites(user, query(None))
         .await
         .unwrap()
-        .rows
         .map_ok(|row| serde_json::from_str(&row.json).unwrap())
         .try_collect()
         .await

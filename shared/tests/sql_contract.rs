@@ -23,7 +23,6 @@ async fn list(db: &Database, user: UserId, query: ListQuery) -> Vec<serde_json::
         .list_favorites(user, query)
         .await
         .unwrap()
-        .rows
         .map_ok(|row| serde_json::from_str::<serde_json::Value>(&row.json).unwrap())
         .try_collect()
         .await
@@ -265,7 +264,6 @@ async fn keyset_paging_walks_the_list(db: &Database) {
             )
             .await
             .unwrap()
-            .rows
             .try_collect()
             .await
             .unwrap();
@@ -310,7 +308,7 @@ async fn dropped_list_leaves_pool_usable(db: &Database) {
             .unwrap();
     }
     for _ in 0..6 {
-        let mut stream = db.favorites().list_favorites(user, all()).await.unwrap().rows;
+        let mut stream = db.favorites().list_favorites(user, all()).await.unwrap();
         let first = stream.try_next().await.unwrap();
         assert!(first.is_some());
         drop(stream);
@@ -384,7 +382,7 @@ async fn listing_reports_its_snapshot_version(db: &Database) {
             .await
             .unwrap();
     }
-    let listing = favorites.list_favorites(user, all()).await.unwrap();
+    let listing = favorites.list_favorites_versioned(user, all()).await.unwrap();
     assert_eq!(listing.version, FavoritesVersion(300));
     // Changes committed while the listing streams are not part of it.
     let mut rows = listing.rows;

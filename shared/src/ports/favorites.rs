@@ -115,11 +115,15 @@ pub struct Listing {
 #[async_trait]
 pub trait FavoriteLister: Send + Sync {
     /// `user`'s favorites in listing order, pulled from the store as the stream is polled,
-    /// all from one snapshot whose version is returned with them.
+    /// all from one snapshot.
     ///
     /// MUST hold a bounded number of rows in memory whatever the size of the list, and MUST
     /// stop the query when the stream is dropped.
-    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing>;
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream>;
+
+    /// The same listing together with the version its snapshot is at (what a cache fill
+    /// labels the rows with); one statement more than [`Self::list_favorites`].
+    async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing>;
 
     /// The current version of `user`'s favorites (0 for a user who never changed any, or
     /// who does not exist): what a cached list must be at to be served.

@@ -25,7 +25,7 @@ pub async fn list_favorites(
     query: ListQuery,
 ) -> anyhow::Result<FavoriteStream> {
     let Some(cache) = cache else {
-        return Ok(favorites.list_favorites(user, query).await?.rows);
+        return favorites.list_favorites(user, query).await;
     };
     let (current, cached) = tokio::join!(favorites.favorites_version(user), cache.peek(user, &query));
     let current = current.context("reading the favorites version")?;
@@ -34,12 +34,12 @@ pub async fn list_favorites(
     }
     let from_head = query.after.is_none() && query.offset == 0;
     if !from_head {
-        return Ok(favorites.list_favorites(user, query).await?.rows);
+        return favorites.list_favorites(user, query).await;
     }
     let wanted = query.limit;
     let cap = cache.max_items() as u64;
     let listing = favorites
-        .list_favorites(
+        .list_favorites_versioned(
             user,
             ListQuery {
                 // One more than the cap tells a list that fits from one that does not.

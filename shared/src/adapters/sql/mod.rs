@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::domain::{Asset, AssetInput, Email, Favorite, PasswordHash, User, UserId};
 use crate::ports::{
-    Changed, DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
-    FavoriteRemover, FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
+    DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
+    FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
 };
 
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -155,24 +155,22 @@ fn user_from_columns(id: Uuid, email: &str, password_hash: String) -> anyhow::Re
     })
 }
 
-/// What an insert returns: the timestamps the database set and the version it bumped to.
-type InsertedColumns = (DateTime<Utc>, DateTime<Utc>, Option<i64>);
-
 /// What inserting a favorite came to, in either dialect: the key decides duplicates, the
-/// foreign key a user that no longer exists.
-fn favorite_inserted(
-    result: Result<InsertedColumns, sqlx::Error>,
+/// foreign key a user that no longer exists. `extra` is whatever else the insert returned
+/// (Postgres: the bumped version), handed back beside the favorite.
+fn favorite_inserted<X>(
+    result: Result<(DateTime<Utc>, DateTime<Utc>, X), sqlx::Error>,
     asset: &Asset,
-) -> Result<Changed<Favorite>, InsertFavoriteError> {
+) -> Result<(Favorite, X), InsertFavoriteError> {
     match result {
-        Ok((created_at, updated_at, version)) => Ok(Changed {
-            value: Favorite {
+        Ok((created_at, updated_at, extra)) => Ok((
+            Favorite {
                 asset: asset.clone(),
                 created_at,
                 updated_at,
             },
-            version: version_from_column(version)?,
-        }),
+            extra,
+        )),
         Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
         Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
         Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
@@ -182,10 +180,16 @@ fn favorite_inserted(
 /// The version a change produced. `None` means the change found no user row to bump, which
 /// the foreign key rules out for a change that touched a favorite.
 fn version_from_column(version: Option<i64>) -> anyhow::Result<FavoritesVersion> {
-    let version = version.context("a favorite changed but its user's version was not bumped")?;
-    Ok(FavoritesVersion(
-        u64::try_from(version).context("a negative favorites version")?,
+    stored_version(Some(
+        version.context("a favorite changed but its user's version was not bumped")?,
     ))
+}
+
+/// The version stored for a user, read outside a change: a user without a row (deleted since
+/// the token was issued) has no favorites and is at 0.
+fn stored_version(version: Option<i64>) -> anyhow::Result<FavoritesVersion> {
+    let version = u64::try_from(version.unwrap_or(0)).context("a negative favorites version")?;
+    Ok(FavoritesVersion(version))
 }
 
 /// True when `error` is a unique-constraint violation (Postgres 23505, SQLite 2067/1555).

@@ -7,13 +7,13 @@ use uuid::Uuid;
 
 use super::{
     INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row,
-    favorite_inserted, stored_asset, user_from_columns, user_inserted, version_from_column,
+    favorite_inserted, stored_asset, stored_version, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, Listing,
-    UserByEmail, UserInserter,
+    FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
+    Listing, UserByEmail, UserInserter,
 };
 
 pub struct PgUserRepository {
@@ -80,13 +80,17 @@ const INSERT_FAVORITE: &str = "
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
-        let result: Result<super::InsertedColumns, _> = sqlx::query_as(INSERT_FAVORITE)
+        let result: Result<(_, _, Option<i64>), _> = sqlx::query_as(INSERT_FAVORITE)
             .bind(user.as_uuid())
             .bind(asset.id.as_str())
             .bind(stored_asset(asset)?)
             .fetch_one(&self.pool)
             .await;
-        favorite_inserted(result, asset)
+        let (value, version) = favorite_inserted(result, asset)?;
+        Ok(Changed {
+            value,
+            version: version_from_column(version)?,
+        })
     }
 }
 
@@ -174,70 +178,89 @@ const LIST_SELECT: &str = r#"
       from favorites
      where user_id = $1"#;
 
-#[async_trait]
-impl FavoriteLister for PgFavoriteRepository {
-    /// A server-side cursor in a read-only repeatable-read transaction, read `LIST_BATCH_ROWS`
-    /// at a time: the rows in memory are one batch at most, the version read first belongs to
-    /// the same snapshot as every row, and when the stream is dropped (the client went away)
-    /// no further batch is fetched and the transaction's rollback closes the cursor.
-    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
-        let mut tx = self
-            .pool
+async fn read_version<'e>(executor: impl sqlx::PgExecutor<'e>, user: UserId) -> anyhow::Result<FavoritesVersion> {
+    let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+        .bind(user.as_uuid())
+        .fetch_optional(executor)
+        .await
+        .context("reading the favorites version")?;
+    stored_version(version)
+}
+
+impl PgFavoriteRepository {
+    /// The listing's transaction: read-only and repeatable-read, so that a version read in it
+    /// and every row of the cursor belong to one snapshot.
+    async fn listing_transaction(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool
             .begin_with("begin isolation level repeatable read read only")
             .await
-            .context("starting the listing transaction")?;
-        let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
-            .bind(user.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .context("reading the favorites version")?;
-        let version = version_from_column(Some(version.unwrap_or(0)))?;
-        let declare = match query.after {
-            Some(_) => format!(
-                "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
-                  order by created_at desc, id desc offset $2 limit $3"
-            ),
-            None => format!(
-                "declare listing no scroll cursor for {LIST_SELECT}
-                  order by created_at desc, id desc offset $2 limit $3"
-            ),
-        };
-        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-        // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
-        let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare))
-            .bind(user.as_uuid())
-            .bind(offset)
-            .bind(limit);
-        if let Some(after) = &query.after {
-            declare = declare.bind(after.created_at).bind(after.id.clone());
-        }
-        declare.execute(&mut *tx).await.context("opening the listing cursor")?;
-        let rows = Box::pin(async_stream::try_stream! {
-            let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
-            loop {
-                let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str())).fetch(&mut *tx);
-                let mut fetched = 0;
-                while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing cursor")? {
-                    fetched += 1;
-                    yield ListedFavorite { position: ListPosition { created_at, id }, json };
-                }
-                drop(rows);
-                if fetched < LIST_BATCH_ROWS {
-                    break;
-                }
+            .context("starting the listing transaction")
+    }
+}
+
+/// A server-side cursor in the listing transaction, read `LIST_BATCH_ROWS` at a time: the rows
+/// in memory are one batch at most, and when the stream is dropped (the client went away) no
+/// further batch is fetched and the transaction's rollback closes the cursor.
+async fn cursor(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    user: UserId,
+    query: ListQuery,
+) -> anyhow::Result<FavoriteStream> {
+    let declare = match query.after {
+        Some(_) => format!(
+            "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
+              order by created_at desc, id desc offset $2 limit $3"
+        ),
+        None => format!(
+            "declare listing no scroll cursor for {LIST_SELECT}
+              order by created_at desc, id desc offset $2 limit $3"
+        ),
+    };
+    let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+    // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
+    let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare))
+        .bind(user.as_uuid())
+        .bind(offset)
+        .bind(limit);
+    if let Some(after) = &query.after {
+        declare = declare.bind(after.created_at).bind(after.id.clone());
+    }
+    declare.execute(&mut *tx).await.context("opening the listing cursor")?;
+    Ok(Box::pin(async_stream::try_stream! {
+        let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
+        loop {
+            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str())).fetch(&mut *tx);
+            let mut fetched = 0;
+            while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing cursor")? {
+                fetched += 1;
+                yield ListedFavorite { position: ListPosition { created_at, id }, json };
             }
-            tx.rollback().await.context("closing the listing transaction")?;
-        });
-        Ok(Listing { version, rows })
+            drop(rows);
+            if fetched < LIST_BATCH_ROWS {
+                break;
+            }
+        }
+        tx.rollback().await.context("closing the listing transaction")?;
+    }))
+}
+
+#[async_trait]
+impl FavoriteLister for PgFavoriteRepository {
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream> {
+        cursor(self.listing_transaction().await?, user, query).await
+    }
+
+    async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
+        let mut tx = self.listing_transaction().await?;
+        let version = read_version(&mut *tx, user).await?;
+        Ok(Listing {
+            version,
+            rows: cursor(tx, user, query).await?,
+        })
     }
 
     async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
-        let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
-            .bind(user.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .context("reading the favorites version")?;
-        version_from_column(Some(version.unwrap_or(0)))
+        read_version(&self.pool, user).await
     }
 }

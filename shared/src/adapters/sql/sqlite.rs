@@ -7,13 +7,13 @@ use uuid::Uuid;
 
 use super::{
     INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row, favorite_inserted,
-    stored_asset, timestamp_text, user_from_columns, user_inserted, version_from_column,
+    stored_asset, stored_version, timestamp_text, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite, Listing,
-    UserByEmail, UserInserter,
+    FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
+    Listing, UserByEmail, UserInserter,
 };
 
 /// Ids are stored as hyphenated text: readable with the sqlite3 shell, and ordered like the
@@ -103,20 +103,10 @@ impl FavoriteInserter for SqliteFavoriteRepository {
         .bind(stored_asset(asset)?.to_string())
         .fetch_one(&mut *tx)
         .await;
-        let result = match inserted {
-            Ok((created_at, updated_at)) => {
-                let version = bump_version(&mut tx, user).await?;
-                Ok((
-                    created_at,
-                    updated_at,
-                    Some(i64::try_from(version.0).unwrap_or(i64::MAX)),
-                ))
-            }
-            Err(e) => Err(e),
-        };
-        let changed = favorite_inserted(result, asset)?;
+        let (value, ()) = favorite_inserted(inserted.map(|(created, updated)| (created, updated, ())), asset)?;
+        let version = bump_version(&mut tx, user).await?;
         tx.commit().await.context("committing a favorite")?;
-        Ok(changed)
+        Ok(Changed { value, version })
     }
 }
 
@@ -190,49 +180,61 @@ async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow
         .fetch_optional(conn)
         .await
         .context("reading the favorites version")?;
-    version_from_column(Some(version.unwrap_or(0)))
+    stored_version(version)
+}
+
+/// The rows of a listing, in its read transaction. SQLite steps its statement row by row as
+/// the stream is polled (sqlx runs it on a worker thread behind a bounded channel), so memory
+/// stays flat; dropping the stream finalises the statement. The JSON is assembled by SQLite,
+/// as Postgres does in its dialect. In WAL mode a read transaction sees one snapshot from its
+/// first read on.
+fn rows(mut tx: sqlx::Transaction<'static, sqlx::Sqlite>, user: UserId, query: ListQuery) -> FavoriteStream {
+    Box::pin(async_stream::try_stream! {
+        let keyset = if query.after.is_some() { "and (created_at, id) < ($4, $5)" } else { "" };
+        let sql = format!(
+            "select id, created_at,
+                    json_set(asset, '$.id', id, '$.created_at', created_at, '$.updated_at', updated_at)
+               from favorites
+              where user_id = $1 {keyset}
+              order by created_at desc, id desc
+              limit $3 offset $2"
+        );
+        // SQLite spells "no limit" as a negative limit.
+        let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let mut select = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql))
+            .bind(user.to_string())
+            .bind(offset)
+            .bind(limit);
+        if let Some(after) = &query.after {
+            select = select.bind(timestamp_text(&after.created_at)).bind(after.id.clone());
+        }
+        let mut rows = select.fetch(&mut *tx);
+        while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing")? {
+            let created_at = DateTime::parse_from_rfc3339(&created_at)
+                .context("a stored created_at is not RFC 3339")?
+                .with_timezone(&Utc);
+            yield ListedFavorite { position: ListPosition { created_at, id }, json };
+        }
+        drop(rows);
+        tx.rollback().await.context("closing the listing transaction")?;
+    })
 }
 
 #[async_trait]
 impl FavoriteLister for SqliteFavoriteRepository {
-    /// SQLite steps its statement row by row as the stream is polled (sqlx runs it on a worker
-    /// thread behind a bounded channel), so memory stays flat; dropping the stream finalises the
-    /// statement. The JSON is assembled by SQLite, as Postgres does in its dialect. In WAL mode
-    /// a read transaction sees one snapshot from its first read on: the version and the rows.
-    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
+    async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream> {
+        let tx = self.pool.begin().await.context("starting the listing transaction")?;
+        Ok(rows(tx, user, query))
+    }
+
+    async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
         let mut tx = self.pool.begin().await.context("starting the listing transaction")?;
         let version = read_version(&mut tx, user).await?;
-        let rows = Box::pin(async_stream::try_stream! {
-            let keyset = if query.after.is_some() { "and (created_at, id) < ($4, $5)" } else { "" };
-            let sql = format!(
-                "select id, created_at,
-                        json_set(asset, '$.id', id, '$.created_at', created_at, '$.updated_at', updated_at)
-                   from favorites
-                  where user_id = $1 {keyset}
-                  order by created_at desc, id desc
-                  limit $3 offset $2"
-            );
-            // SQLite spells "no limit" as a negative limit.
-            let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-            let mut select = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql))
-                .bind(user.to_string())
-                .bind(offset)
-                .bind(limit);
-            if let Some(after) = &query.after {
-                select = select.bind(timestamp_text(&after.created_at)).bind(after.id.clone());
-            }
-            let mut rows = select.fetch(&mut *tx);
-            while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing")? {
-                let created_at = DateTime::parse_from_rfc3339(&created_at)
-                    .context("a stored created_at is not RFC 3339")?
-                    .with_timezone(&Utc);
-                yield ListedFavorite { position: ListPosition { created_at, id }, json };
-            }
-            drop(rows);
-            tx.rollback().await.context("closing the listing transaction")?;
-        });
-        Ok(Listing { version, rows })
+        Ok(Listing {
+            version,
+            rows: rows(tx, user, query),
+        })
     }
 
     async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
