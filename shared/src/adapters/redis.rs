@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 use secrecy::ExposeSecret;
 
 use crate::config::CacheConfig;
@@ -220,13 +220,15 @@ impl RedisFavoriteCache {
         format!("fav:{{{}}}:enrichment", user.as_uuid())
     }
 
-    fn keys(user: UserId) -> [String; 3] {
+    /// An invocation of one of the entry scripts, with the user's three keys in the order every
+    /// script takes them: meta, order, items.
+    fn entry_script<'a>(script: &'a Script, user: UserId) -> ScriptInvocation<'a> {
         let tag = user.as_uuid();
-        [
-            format!("fav:{{{tag}}}:meta"),
-            format!("fav:{{{tag}}}:order"),
-            format!("fav:{{{tag}}}:items"),
-        ]
+        let mut invocation = script.key(format!("fav:{{{tag}}}:meta"));
+        invocation
+            .key(format!("fav:{{{tag}}}:order"))
+            .key(format!("fav:{{{tag}}}:items"));
+        invocation
     }
 }
 
@@ -290,12 +292,7 @@ impl FavoriteCache for RedisFavoriteCache {
             None => "+".to_string(),
         };
         let count: i64 = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let keys = Self::keys(user);
-        let reply: Vec<Value> = self
-            .page
-            .key(&keys[0])
-            .key(&keys[1])
-            .key(&keys[2])
+        let reply: Vec<Value> = Self::entry_script(&self.page, user)
             .arg(start)
             .arg(query.offset)
             .arg(count)
@@ -320,27 +317,20 @@ impl FavoriteCache for RedisFavoriteCache {
     }
 
     async fn apply(&self, user: UserId, version: FavoritesVersion, change: CacheChange<'_>) -> anyhow::Result<()> {
+        let written = |kind, row: &ListedFavorite| {
+            (
+                kind,
+                row.position.id.clone(),
+                sort_key(&row.position),
+                stored_value(row),
+            )
+        };
         let (kind, id, member, value) = match change {
-            CacheChange::Added(row) => (
-                "add",
-                row.position.id.clone(),
-                sort_key(&row.position),
-                stored_value(row),
-            ),
-            CacheChange::Updated(row) => (
-                "update",
-                row.position.id.clone(),
-                sort_key(&row.position),
-                stored_value(row),
-            ),
+            CacheChange::Added(row) => written("add", row),
+            CacheChange::Updated(row) => written("update", row),
             CacheChange::Removed(id) => ("remove", id.as_str().to_string(), String::new(), String::new()),
         };
-        let keys = Self::keys(user);
-        let outcome: String = self
-            .apply
-            .key(&keys[0])
-            .key(&keys[1])
-            .key(&keys[2])
+        let outcome: String = Self::entry_script(&self.apply, user)
             .arg(version.0)
             .arg(kind)
             .arg(id)
@@ -358,12 +348,7 @@ impl FavoriteCache for RedisFavoriteCache {
 
     async fn start_fill(&self, user: UserId, version: FavoritesVersion) -> anyhow::Result<Option<FillTicket>> {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let keys = Self::keys(user);
-        let started: i64 = self
-            .start_fill
-            .key(&keys[0])
-            .key(&keys[1])
-            .key(&keys[2])
+        let started: i64 = Self::entry_script(&self.start_fill, user)
             .arg(version.0)
             .arg(&token)
             .arg(self.ttl_seconds)
@@ -380,11 +365,8 @@ impl FavoriteCache for RedisFavoriteCache {
         rows: &[ListedFavorite],
         end_of_list: bool,
     ) -> anyhow::Result<bool> {
-        let keys = Self::keys(user);
-        let mut invocation = self.fill.key(&keys[0]);
+        let mut invocation = Self::entry_script(&self.fill, user);
         invocation
-            .key(&keys[1])
-            .key(&keys[2])
             .arg(ticket.version.0)
             .arg(&ticket.token)
             .arg(self.ttl_seconds)
