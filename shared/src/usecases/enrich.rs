@@ -220,11 +220,6 @@ impl Enrichment {
         request_id: &str,
         deadline: Instant,
     ) -> Vec<anyhow::Result<ListedFavorite>> {
-        if self.cache.is_none() && self.breaker_state() == BreakerState::Open {
-            // Nothing to gain from reading the rows: an open circuit costs (almost) nothing.
-            self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
-            return batch;
-        }
         let assets: Vec<AssetRef> = batch.iter().flatten().filter_map(asset_ref).collect();
         if assets.is_empty() {
             return batch;
