@@ -48,6 +48,25 @@ fn enrichment(url: &str, policy: EnrichmentPolicy) -> Arc<Enrichment> {
     Arc::new(Enrichment::new(Box::new(client), policy, None))
 }
 
+/// Enrichment whose results are cached in the test Redis for `enrichment_ttl`.
+fn cached_enrichment(url: &str, enrichment_ttl: Duration) -> Arc<Enrichment> {
+    let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
+    let config = shared::config::CacheConfig {
+        url: SecretString::from(redis_url),
+        timeout: Duration::from_millis(200),
+        ttl: Duration::from_secs(60),
+        max_items: 1000,
+        max_bytes: 1 << 20,
+        enrichment_ttl,
+    };
+    let cache = Arc::new(CacheGuard::new(
+        Arc::new(RedisFavoriteCache::new(&config).unwrap()),
+        Duration::from_millis(400),
+    ));
+    let client = HttpEnrichmentClient::new(url, SecretString::from(API_KEY)).unwrap();
+    Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)))
+}
+
 async fn seeded(n: usize) -> (support::TestDatabase, UserId) {
     let test_db = support::postgres().await;
     let user = a_user(&test_db.database).await;
@@ -212,21 +231,7 @@ async fn a_service_that_is_down_opens_the_circuit_which_probes_and_closes_again(
 async fn with_the_cache_on_a_warm_list_makes_no_call_until_the_results_expire() {
     let (db, user) = seeded(25).await;
     let (url, fake) = fake_server(Mode::Partial).await;
-    let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
-    let config = shared::config::CacheConfig {
-        url: SecretString::from(redis_url),
-        timeout: Duration::from_millis(200),
-        ttl: Duration::from_secs(60),
-        max_items: 1000,
-        max_bytes: 1 << 20,
-        enrichment_ttl: Duration::from_secs(1),
-    };
-    let cache = Arc::new(CacheGuard::new(
-        Arc::new(RedisFavoriteCache::new(&config).unwrap()),
-        Duration::from_millis(400),
-    ));
-    let client = HttpEnrichmentClient::new(&url, SecretString::from(API_KEY)).unwrap();
-    let enrichment = Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)));
+    let enrichment = cached_enrichment(&url, Duration::from_secs(1));
 
     let (cold, _) = enriched_list(&db.database, user, &enrichment).await;
     let calls = fake.calls.load(Ordering::SeqCst);
@@ -250,21 +255,7 @@ async fn with_the_cache_on_a_warm_list_makes_no_call_until_the_results_expire() 
 async fn with_the_cache_on_an_open_circuit_makes_no_calls_either() {
     let (db, user) = seeded(30).await;
     let (url, fake) = fake_server(Mode::Status { status: 503 }).await;
-    let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
-    let config = shared::config::CacheConfig {
-        url: SecretString::from(redis_url),
-        timeout: Duration::from_millis(200),
-        ttl: Duration::from_secs(60),
-        max_items: 1000,
-        max_bytes: 1 << 20,
-        enrichment_ttl: Duration::from_secs(60),
-    };
-    let cache = Arc::new(CacheGuard::new(
-        Arc::new(RedisFavoriteCache::new(&config).unwrap()),
-        Duration::from_millis(400),
-    ));
-    let client = HttpEnrichmentClient::new(&url, SecretString::from(API_KEY)).unwrap();
-    let enrichment = Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)));
+    let enrichment = cached_enrichment(&url, Duration::from_secs(60));
     let (rows, elapsed) = enriched_list(&db.database, user, &enrichment).await;
     assert_complete(&rows, elapsed, 30);
     assert_eq!(enrichment.breaker_state(), BreakerState::Open);
