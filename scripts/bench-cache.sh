@@ -85,12 +85,6 @@ bpsql() {
 # rcli ARGS...: redis-cli on the private server, bounded in time
 rcli() { timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
-_drop_bench_database() {
-	say "dropping database $1"
-	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$1\" with (force)" >/dev/null ||
-		warn "could not drop database $1; drop it by hand"
-}
-
 # get_page BASE LIMIT FILE: GET /favorites?limit=LIMIT into FILE; checks the 200.
 get_page() {
 	local base=$1 limit=$2 file=$3 code
@@ -254,21 +248,10 @@ say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 step "Postgres" "set TEST_DATABASE_URL to an admin URL of a reachable Postgres, or unset it to get a throwaway server"
 ensure_postgres
 
-step "Build: cargo build --release --workspace --locked" "fix the build errors above"
-cargo build --release --workspace --locked
-for bin in migrate list-favorites signup login; do
-	[ -x "$CARGO_TARGET_DIR/release/$bin" ] || die "$CARGO_TARGET_DIR/release/$bin is missing after the release build"
-done
+release_build migrate list-favorites signup login
 
 step "Database: favorites_bench_<random>, migrated" "does the TEST_DATABASE_URL role have CREATEDB?"
-BENCH_DB_NAME="favorites_bench_$(random_hex 12)"
-BENCH_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$BENCH_DB_NAME")
-say "creating database $BENCH_DB_NAME"
-psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$BENCH_DB_NAME\"" ||
-	die "could not create database $BENCH_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
-add_cleanup "_drop_bench_database '$BENCH_DB_NAME'"
-env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$BENCH_DATABASE_URL" \
-	"$CARGO_TARGET_DIR/release/migrate" >/dev/null || die "migrations failed on $BENCH_DB_NAME"
+bench_database
 
 step "Redis: a private redis-server on 127.0.0.1" "see the redis log named above"
 DATA_DIR=$(mktemp -d "$REPO_ROOT/.local/bench-cache.XXXXXX")

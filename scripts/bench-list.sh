@@ -172,12 +172,6 @@ if not ok:
 print(f"N={n}: {count} items, {how}", file=sys.stderr)' "$n"
 }
 
-_drop_bench_database() {
-	say "dropping database $1"
-	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$1\" with (force)" >/dev/null ||
-		warn "could not drop database $1; drop it by hand"
-}
-
 # ---------------------------------------------------------------------------------------------
 
 step "Tools: project venv, cargo-lambda, curl, python3" "delete .venv and rerun to rebuild it"
@@ -192,21 +186,10 @@ say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 step "Postgres" "set TEST_DATABASE_URL to an admin URL of a reachable Postgres, or unset it to get a throwaway server"
 ensure_postgres
 
-step "Build: cargo build --release --workspace --locked" "fix the build errors above"
-cargo build --release --workspace --locked
-for bin in migrate list-favorites; do
-	[ -x "$CARGO_TARGET_DIR/release/$bin" ] || die "$CARGO_TARGET_DIR/release/$bin is missing after the release build"
-done
+release_build migrate list-favorites
 
 step "Database: favorites_bench_<random>, migrated" "does the TEST_DATABASE_URL role have CREATEDB?"
-BENCH_DB_NAME="favorites_bench_$(random_hex 12)"
-BENCH_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$BENCH_DB_NAME")
-say "creating database $BENCH_DB_NAME"
-psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$BENCH_DB_NAME\"" ||
-	die "could not create database $BENCH_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
-add_cleanup "_drop_bench_database '$BENCH_DB_NAME'"
-env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$BENCH_DATABASE_URL" \
-	"$CARGO_TARGET_DIR/release/migrate" || die "migrations failed on $BENCH_DB_NAME"
+bench_database
 
 step "Emulator: cargo lambda watch --release on 127.0.0.1" "see $BENCH_LOG"
 DATA_DIR=$(mktemp -d "$REPO_ROOT/.local/bench-data.XXXXXX")

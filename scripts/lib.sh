@@ -536,6 +536,37 @@ start_emulator() {
 	wait_http "$EMULATOR_URL/health" 600 "$log" "$EMULATOR_PID"
 }
 
+# release_build BIN...: the workspace in release (one step of the run), and a check that each
+# named binary came out of it.
+release_build() {
+	local bin
+	step "Build: cargo build --release --workspace --locked" "fix the build errors above"
+	cargo build --release --workspace --locked
+	for bin in "$@"; do
+		[ -x "$CARGO_TARGET_DIR/release/$bin" ] || die "$CARGO_TARGET_DIR/release/$bin is missing after the release build"
+	done
+}
+
+# bench_database: a fresh database favorites_bench_<random> on TEST_DATABASE_URL's server,
+# migrated with the release `migrate` binary and dropped on exit; sets BENCH_DB_NAME and
+# BENCH_DATABASE_URL.
+bench_database() {
+	BENCH_DB_NAME="favorites_bench_$(random_hex 12)"
+	BENCH_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$BENCH_DB_NAME")
+	say "creating database $BENCH_DB_NAME"
+	psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$BENCH_DB_NAME\"" ||
+		die "could not create database $BENCH_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
+	add_cleanup "_drop_bench_database '$BENCH_DB_NAME'"
+	env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$BENCH_DATABASE_URL" \
+		"$CARGO_TARGET_DIR/release/migrate" || die "migrations failed on $BENCH_DB_NAME"
+}
+
+_drop_bench_database() {
+	say "dropping database $1"
+	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$1\" with (force)" >/dev/null ||
+		warn "could not drop database $1; drop it by hand"
+}
+
 # bench_user BASE_URL: sign up and log in a new user over HTTP; sets EMAIL and TOKEN, and
 # BENCH_USER_ID from the database (the caller's bpsql).
 bench_user() {
@@ -546,6 +577,7 @@ bench_user() {
 	code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -X POST "$base/signup" \
 		-H 'content-type: application/json' -d "$creds") || die "POST /signup failed"
 	[ "$code" = 201 ] || die "POST /signup answered HTTP $code"
+	# shellcheck disable=SC2034 # TOKEN is for the caller
 	TOKEN=$(curl -sS --max-time 600 -X POST "$base/login" -H 'content-type: application/json' -d "$creds" |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || die "POST /login did not return a token"
 	BENCH_USER_ID=$(bpsql -At -c "select id from users where email = '$EMAIL'")
