@@ -347,6 +347,50 @@ ensure_cargo_lambda() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# AWS APIs: a moto server (PyPI moto[server]) on 127.0.0.1 stands in for DynamoDB and Secrets
+# Manager. The SDK finds it through AWS_ENDPOINT_URL; the credentials are moto's dummies.
+
+MOTO_VERSION="${MOTO_VERSION:-5.1.22}"
+
+ensure_moto_installed() {
+	ensure_venv
+	if [ ! -x .venv/bin/moto_server ]; then
+		say "installing moto[server] $MOTO_VERSION into .venv (a local DynamoDB and Secrets Manager)"
+		.venv/bin/python -m pip install -q --progress-bar off "moto[server]==$MOTO_VERSION" >&2 ||
+			die "pip install moto[server] failed; retry with: .venv/bin/pip install 'moto[server]==$MOTO_VERSION'"
+	fi
+}
+
+# start_moto LOG: start a moto server on a free port, stopped on exit; exports AWS_ENDPOINT_URL
+# and the dummy credentials and region every AWS client here then uses.
+start_moto() {
+	local log=$1 port
+	ensure_moto_installed
+	port=$(free_port)
+	say "starting moto_server on 127.0.0.1:$port (log: $log)"
+	.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null &
+	local pid=$!
+	add_cleanup "stop_tree $pid 'moto_server'"
+	export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+	export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
+	export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+	local i
+	for i in $(seq 1 60); do
+		curl -sf -o /dev/null "$AWS_ENDPOINT_URL/moto-api/" 2>/dev/null && break
+		kill -0 "$pid" 2>/dev/null || {
+			tail_log "$log"
+			die "moto_server exited at start (see above)"
+		}
+		[ "$i" -lt 60 ] || {
+			tail_log "$log"
+			die "moto_server did not answer on $AWS_ENDPOINT_URL within 30s"
+		}
+		sleep 0.5
+	done
+	say "moto_server ready: AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Postgres: TEST_DATABASE_URL is an admin/maintenance URL. Tests and scripts create their own
 # databases from it (favorites_test_*, favorites_e2e_*) and drop them; nothing else is touched.
 
@@ -380,44 +424,13 @@ ensure_postgres() {
 	fi
 
 	say "Postgres: no usable server on 127.0.0.1:$PG_PROBE_PORT, starting a throwaway cluster"
-	local bin
-	if ! bin=$(pg_bin_dir); then
-		say "Postgres server binaries not found under /usr/lib/postgresql, installing package postgresql"
-		apt_install postgresql
-		bin=$(pg_bin_dir) || die "package postgresql installed but /usr/lib/postgresql/*/bin/initdb is still missing"
-	fi
-
-	local -a as_pg=()
-	if is_root; then
-		# initdb and postgres refuse to run as root.
-		id -u postgres >/dev/null 2>&1 ||
-			die "OS user 'postgres' does not exist (it comes with the postgresql package); create it or run as a non-root user"
-		as_pg=(runuser -u postgres --)
-	fi
-
-	local dir port
-	dir=$(mktemp -d /tmp/favorites-pg.XXXXXX)
-	add_cleanup "rm -rf '$dir'"
-	if is_root; then chown postgres:postgres "$dir"; fi
-	chmod 700 "$dir"
+	local bin dir port
+	bin=$(_pg_server_bin)
+	_pg_cluster_dir favorites-pg
+	dir=$PG_CLUSTER_DIR
 	port=$(free_port)
-
-	say "initdb $dir/data (trust auth, user postgres)"
-	"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale --no-sync \
-		>"$dir/initdb.log" 2>&1 || {
-		tail_log "$dir/initdb.log"
-		die "initdb failed (see above)"
-	}
-
-	say "starting throwaway Postgres ($bin/postgres) on 127.0.0.1:$port, log $dir/postgres.log"
-	add_cleanup "_stop_throwaway_postgres '$bin' '$dir'"
-	"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-		start >"$dir/pg_ctl.log" 2>&1 || {
-		tail_log "$dir/pg_ctl.log"
-		tail_log "$dir/postgres.log"
-		die "the throwaway Postgres did not start (see above)"
-	}
+	_pg_cluster "$bin" "$dir" "$port" "throwaway Postgres" "--auth=trust" \
+		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 	local i
 	for i in $(seq 1 30); do
 		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 && break
@@ -430,6 +443,94 @@ ensure_postgres() {
 	export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
 	say "Postgres: throwaway cluster ready, TEST_DATABASE_URL=$TEST_DATABASE_URL"
 	ensure_psql
+}
+
+# start_tls_postgres: a private Postgres cluster for the tests of production-style connections:
+# TLS with a certificate from a CA made here, password (SCRAM) authentication over TCP, trust
+# over its Unix socket for the tests' admin work. Stopped and deleted on exit. Exports
+# TEST_TLS_PG_ADMIN_URL (socket, superuser), TEST_TLS_PG_PORT (on 127.0.0.1) and
+# TEST_TLS_PG_CA (the CA's PEM).
+start_tls_postgres() {
+	local bin dir port
+	need_cmd openssl
+	bin=$(_pg_server_bin)
+	_pg_cluster_dir favorites-tls-pg
+	dir=$PG_CLUSTER_DIR
+	port=$(free_port)
+
+	say "TLS Postgres: a CA and a server certificate for 127.0.0.1 (openssl)"
+	(
+		cd "$dir"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=favorites test CA" \
+			-keyout ca.key -out ca.crt
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+		printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+		openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile server.ext -out server.crt
+		chmod 600 server.key
+		chmod 644 ca.crt
+	) >"$dir/openssl.log" 2>&1 || {
+		tail_log "$dir/openssl.log"
+		die "could not make the test certificates (see above)"
+	}
+	if is_root; then chown -R postgres:postgres "$dir"; fi
+	chmod 755 "$dir" # the tests read the CA certificate
+
+	_pg_cluster "$bin" "$dir" "$port" "TLS Postgres" "--auth-local=trust --auth-host=scram-sha-256" \
+		"-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+	export TEST_TLS_PG_ADMIN_URL="postgresql://postgres@localhost/postgres?host=$dir&port=$port"
+	export TEST_TLS_PG_PORT=$port
+	export TEST_TLS_PG_CA=$dir/ca.crt
+	say "TLS Postgres ready on 127.0.0.1:$port (CA $TEST_TLS_PG_CA)"
+}
+
+# _pg_server_bin: the Postgres server binaries' directory, installing the package if needed.
+_pg_server_bin() {
+	local bin
+	if ! bin=$(pg_bin_dir); then
+		say "Postgres server binaries not found under /usr/lib/postgresql, installing package postgresql"
+		apt_install postgresql
+		bin=$(pg_bin_dir) || die "package postgresql installed but /usr/lib/postgresql/*/bin/initdb is still missing"
+	fi
+	if is_root; then
+		# initdb and postgres refuse to run as root.
+		id -u postgres >/dev/null 2>&1 ||
+			die "OS user 'postgres' does not exist (it comes with the postgresql package); create it or run as a non-root user"
+	fi
+	echo "$bin"
+}
+
+# _pg_cluster_dir PREFIX: sets PG_CLUSTER_DIR to a new private directory for a cluster,
+# deleted on exit (not a $(...) function: the cleanup must register in this shell).
+_pg_cluster_dir() {
+	PG_CLUSTER_DIR=$(mktemp -d "/tmp/$1.XXXXXX")
+	add_cleanup "rm -rf '$PG_CLUSTER_DIR'"
+	if is_root; then chown postgres:postgres "$PG_CLUSTER_DIR"; fi
+	chmod 700 "$PG_CLUSTER_DIR"
+}
+
+# _pg_cluster BIN DIR PORT NAME INITDB_AUTH SERVER_OPTIONS: initdb DIR/data, start it on
+# 127.0.0.1:PORT (socket in DIR), stopped on exit.
+_pg_cluster() {
+	local bin=$1 dir=$2 port=$3 name=$4 auth=$5 options=$6
+	local -a as_pg=()
+	if is_root; then as_pg=(runuser -u postgres --); fi
+	say "$name: initdb $dir/data ($auth)"
+	# shellcheck disable=SC2086 # $auth is a list of options
+	"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U postgres $auth -E UTF8 --no-locale --no-sync \
+		>"$dir/initdb.log" 2>&1 || {
+		tail_log "$dir/initdb.log"
+		die "initdb failed (see above)"
+	}
+	say "$name: starting $bin/postgres on 127.0.0.1:$port, log $dir/postgres.log"
+	add_cleanup "_stop_throwaway_postgres '$bin' '$dir'"
+	"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off $options" \
+		start >"$dir/pg_ctl.log" 2>&1 || {
+		tail_log "$dir/pg_ctl.log"
+		tail_log "$dir/postgres.log"
+		die "$name did not start (see above)"
+	}
 }
 
 _stop_throwaway_postgres() {

@@ -3,10 +3,12 @@
 #
 #   1. tools: .venv with cargo-lambda
 #   2. Postgres (TEST_DATABASE_URL) and Redis (TEST_REDIS_URL): the given URLs, else the servers
-#      on 127.0.0.1:5432 / :6379, else throwaway instances stopped on exit
+#      on 127.0.0.1:5432 / :6379, else throwaway instances stopped on exit; a moto server for
+#      DynamoDB and Secrets Manager (AWS_ENDPOINT_URL); a private TLS Postgres with password
+#      authentication (TEST_TLS_PG_*) for the database-secret and rotation tests
 #   3. cargo fmt --check, clippy -D warnings, cargo build (the function binaries)
-#   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, and the
-#      functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
+#   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, tables and the
+#      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
 #   5. cargo nextest run --profile ci (unit, integration and e2e tests)
 #   6. extra_checks (see below)
 #
@@ -86,13 +88,24 @@ start_e2e_environment() {
 	# Exported so tests can mint tokens the functions accept (expired-token tests and the like).
 	E2E_JWT_SECRET=$(random_hex 48)
 	export E2E_JWT_SECRET
+	# The production wiring: the JWT key from Secrets Manager, idempotency records and login
+	# counters in DynamoDB (all in moto).
+	local resources
+	resources=$(.venv/bin/python scripts/aws-resources.py "favorites-e2e-$(random_hex 8)" "$E2E_JWT_SECRET") ||
+		die "could not create the e2e tables and secret in moto ($AWS_ENDPOINT_URL)"
+	local IDEMPOTENCY_TABLE LOGIN_THROTTLE_TABLE JWT_SECRET_ARN
+	eval "$resources"
+	say "e2e AWS resources: $IDEMPOTENCY_TABLE, $LOGIN_THROTTLE_TABLE, $JWT_SECRET_ARN"
 	: >"$E2E_LOG"
 	say "starting the functions: cargo lambda watch on $E2E_BASE_URL (log: $E2E_LOG)"
 	# Not detached from our process group: a CI runner killing the job also stops the emulator.
 	# The functions it spawns run in sessions of their own; stop_tree finds them by parentage.
 	env \
 		DATABASE_URL="$E2E_DATABASE_URL" \
-		JWT_SECRET="$E2E_JWT_SECRET" \
+		JWT_SECRET_ARN="$JWT_SECRET_ARN" \
+		IDEMPOTENCY_TABLE="$IDEMPOTENCY_TABLE" \
+		LOGIN_THROTTLE_TABLE="$LOGIN_THROTTLE_TABLE" \
+		LOGIN_MAX_FAILURES_PER_IP=1000000 \
 		BCRYPT_COST=4 \
 		REDIS_URL="$TEST_REDIS_URL" \
 		FAVORITES_DATA_DIR="$data_dir" \
@@ -169,6 +182,13 @@ ensure_redis
 need_cmd redis-server redis-server
 REDIS_SERVER_BIN=$(command -v redis-server)
 export REDIS_SERVER_BIN
+
+step "AWS APIs: moto server (DynamoDB, Secrets Manager) on 127.0.0.1" "see .local/moto.log; moto comes from PyPI into .venv"
+mkdir -p .local
+start_moto "$REPO_ROOT/.local/moto.log"
+
+step "TLS Postgres with password authentication (database secret and rotation tests)" "needs openssl and the postgresql server package"
+start_tls_postgres
 
 step "Formatting: cargo fmt --all --check" "run: make fmt"
 cargo fmt --all --check

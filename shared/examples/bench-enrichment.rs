@@ -15,6 +15,7 @@ use shared::adapters::sql::Database;
 use shared::config::DatabaseConfig;
 use shared::domain::{AssetInput, Email, PasswordHash, User, UserId};
 use shared::ports::ListQuery;
+use shared::secrets::RotatingSecret;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
 use shared::usecases::list_favorites::list_favorites;
 use sqlx::Connection;
@@ -81,13 +82,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(url: &str, rounds: usize) -> anyhow::Result<()> {
-    let db = Database::connect(&DatabaseConfig {
-        url: SecretString::from(url.to_string()),
-        embedded: false,
-        max_connections: 4,
-        timeout: Duration::from_secs(10),
-    })
-    .await?;
+    let db = Database::connect(&DatabaseConfig::for_url(url), None).await?;
     db.migrate().await?;
     let user = User {
         id: UserId::generate(),
@@ -108,12 +103,15 @@ async fn run(url: &str, rounds: usize) -> anyhow::Result<()> {
     for latency_ms in [0, 5, 50] {
         let mode = e2e::enrichment_server::Mode::Healthy { latency_ms };
         let (server, _) = e2e::enrichment_server::spawn(KEY, mode).await;
-        let client = HttpEnrichmentClient::new(&server, SecretString::from(KEY))?;
+        let client = HttpEnrichmentClient::new(&server, RotatingSecret::fixed(SecretString::from(KEY)))?;
         let enrichment = Arc::new(Enrichment::new(Box::new(client), policy(), None));
         configs.push((format!("healthy, {latency_ms} ms"), Some(enrichment), PAGE as usize));
     }
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let client = HttpEnrichmentClient::new(&format!("http://127.0.0.1:{closed}"), SecretString::from(KEY))?;
+    let client = HttpEnrichmentClient::new(
+        &format!("http://127.0.0.1:{closed}"),
+        RotatingSecret::fixed(SecretString::from(KEY)),
+    )?;
     let down = Arc::new(Enrichment::new(Box::new(client), policy(), None));
     while down.breaker_state() != BreakerState::Open {
         page(&db, user.id, Some(&down)).await;

@@ -9,18 +9,26 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::adapters::bcrypt::BcryptPasswordHasher;
+use crate::adapters::dynamodb::{DynamoDbFailedLoginCounter, DynamoDbIdempotencyStore};
 use crate::adapters::enrichment::HttpEnrichmentClient;
 use crate::adapters::jwt::JwtAccessTokens;
+use crate::adapters::memory::{MemoryFailedLoginCounter, MemoryIdempotencyStore};
 use crate::adapters::redis::RedisFavoriteCache;
+use crate::adapters::secrets_manager::SecretsManagerSource;
 use crate::adapters::sql::Database;
 use crate::config::{Config, DatabaseConfig, ProcessEnv};
-use crate::http::paging::CursorCodec;
+use crate::http::idempotency::{IdempotencyLayer, idempotent};
 use crate::http::{
-    FavoritesState, HealthState, ListState, LoginState, SignupState, add_favorite_router, get_favorite_router,
-    health_router, list_favorites_router, login_router, remove_favorite_router, signup_router, update_favorite_router,
+    ASSET_LIMIT, CREDENTIALS_LIMIT, FavoritesState, HealthState, ListState, LoginState, SignupState,
+    add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
+    remove_favorite_router, signup_router, update_favorite_router,
 };
+use crate::ports::{AccessTokens, FailedLoginCounter, IdempotencyStore, SecretSource};
+use crate::secrets::{CachedSecret, RotatingSecret, SecretSetting, SigningKeys};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
+use crate::usecases::idempotency::Idempotency;
+use crate::usecases::login::LoginThrottle;
 
 /// Runs a buffered-response function: logs, configuration, adapters, then the Lambda loop.
 /// A configuration or wiring error ends the cold start with the reason in the log.
@@ -84,31 +92,92 @@ where
     Ok(router)
 }
 
+/// The AWS SDK's shared configuration (region, credentials, `AWS_ENDPOINT_URL`), loaded once
+/// per cold start and only by functions that call an AWS API.
+pub async fn aws() -> &'static aws_config::SdkConfig {
+    static AWS: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
+    AWS.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .await
+}
+
+/// Secrets Manager, when some setting is stored there.
+async fn secret_source(stored: bool) -> Option<Arc<dyn SecretSource>> {
+    if !stored {
+        return None;
+    }
+    Some(Arc::new(SecretsManagerSource::new(aws().await)))
+}
+
 async fn database(config: &Config) -> anyhow::Result<Database> {
-    Database::connect(&config.database)
+    let secrets = secret_source(config.database.uses_stored_secrets()).await;
+    Database::connect(&config.database, secrets.as_ref())
         .await
         .context("connecting to the database")
 }
 
+/// The JWT keys: read once per cold start (from Secrets Manager when stored there).
+async fn signing_keys(config: &Config) -> anyhow::Result<Arc<SigningKeys>> {
+    let keys = match &config.jwt.key {
+        SecretSetting::Value(secret) => SigningKeys::fixed(secret.clone()),
+        SecretSetting::Stored { id } => {
+            let source = secret_source(true).await.expect("a store was asked for");
+            let secret = CachedSecret::new(source, id.clone(), config.secrets_ttl);
+            SigningKeys::stored(secret, config.jwt.grace)
+                .await
+                .context("reading the JWT signing key")?
+        }
+    };
+    Ok(Arc::new(keys))
+}
+
+async fn tokens(config: &Config) -> anyhow::Result<Arc<JwtAccessTokens>> {
+    Ok(Arc::new(JwtAccessTokens::new(&config.jwt, signing_keys(config).await?)))
+}
+
+/// Idempotency for a write route: DynamoDB when `IDEMPOTENCY_TABLE` is set, else the
+/// embedded in-memory store (adapters::memory says why that is enough locally).
+async fn idempotency(
+    config: &Config,
+    operation: &'static str,
+    tokens: Option<Arc<dyn AccessTokens>>,
+    body_limit: usize,
+) -> IdempotencyLayer {
+    let store: Arc<dyn IdempotencyStore> = match &config.idempotency.table {
+        Some(table) => Arc::new(DynamoDbIdempotencyStore::new(aws().await, table)),
+        None => Arc::new(MemoryIdempotencyStore::default()),
+    };
+    IdempotencyLayer {
+        idempotency: Arc::new(Idempotency::new(store, config.idempotency.policy.clone())),
+        operation,
+        tokens,
+        body_limit,
+    }
+}
+
 pub async fn signup(config: Config) -> anyhow::Result<Router> {
     let users = database(&config).await?.users();
-    Ok(signup_router(SignupState {
+    let router = signup_router(SignupState {
         users,
         hasher: Arc::new(BcryptPasswordHasher::new(config.bcrypt_cost)),
-    }))
+    });
+    Ok(idempotent(
+        router,
+        Some(idempotency(&config, "signup", None, CREDENTIALS_LIMIT).await),
+    ))
 }
 
 pub async fn login(config: Config) -> anyhow::Result<Router> {
     let users = database(&config).await?.users();
+    let counter: Arc<dyn FailedLoginCounter> = match &config.login_throttle.table {
+        Some(table) => Arc::new(DynamoDbFailedLoginCounter::new(aws().await, table)),
+        None => Arc::new(MemoryFailedLoginCounter::default()),
+    };
     Ok(login_router(LoginState {
         users,
         hasher: Arc::new(BcryptPasswordHasher::new(config.bcrypt_cost)),
-        tokens: tokens(&config),
+        tokens: tokens(&config).await?,
+        throttle: Arc::new(LoginThrottle::new(counter, config.login_throttle.policy.clone())),
     }))
-}
-
-fn tokens(config: &Config) -> Arc<JwtAccessTokens> {
-    Arc::new(JwtAccessTokens::new(&config.jwt))
 }
 
 /// The favorites cache when `REDIS_URL` is set. Nothing connects here: a Redis that is down at
@@ -123,11 +192,19 @@ pub fn cache(config: &Config) -> anyhow::Result<Option<Arc<CacheGuard>>> {
 
 /// The enrichment service client when `ENRICHMENT_URL` is set (nothing connects here); its
 /// results are cached beside the favorites when the cache is on.
-pub fn enrichment(config: &Config, cache: Option<Arc<CacheGuard>>) -> anyhow::Result<Option<Arc<Enrichment>>> {
+pub async fn enrichment(config: &Config, cache: Option<Arc<CacheGuard>>) -> anyhow::Result<Option<Arc<Enrichment>>> {
     let Some(enrichment) = &config.enrichment else {
         return Ok(None);
     };
-    let client = HttpEnrichmentClient::new(&enrichment.url, enrichment.api_key.clone())?;
+    let stored = matches!(enrichment.api_key, SecretSetting::Stored { .. });
+    let api_key = RotatingSecret::from_setting(
+        &enrichment.api_key,
+        secret_source(stored).await.as_ref(),
+        config.secrets_ttl,
+    )?;
+    // Read now, so that a key that cannot be read fails the cold start, not the first list.
+    api_key.get().await.context("reading the enrichment API key")?;
+    let client = HttpEnrichmentClient::new(&enrichment.url, api_key)?;
     Ok(Some(Arc::new(Enrichment::new(
         Box::new(client),
         enrichment.policy.clone(),
@@ -137,18 +214,21 @@ pub fn enrichment(config: &Config, cache: Option<Arc<CacheGuard>>) -> anyhow::Re
 
 pub async fn add_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
-    Ok(add_favorite_router(FavoritesState {
+    let tokens = tokens(&config).await?;
+    let layer = idempotency(&config, "add-favorite", Some(tokens.clone()), ASSET_LIMIT).await;
+    let router = add_favorite_router(FavoritesState {
         favorites,
-        tokens: tokens(&config),
+        tokens,
         cache: cache(&config)?,
-    }))
+    });
+    Ok(idempotent(router, Some(layer)))
 }
 
 pub async fn get_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     Ok(get_favorite_router(FavoritesState {
         favorites,
-        tokens: tokens(&config),
+        tokens: tokens(&config).await?,
         // One favorite is one primary-key lookup: the cache would not save a round trip.
         cache: None,
     }))
@@ -158,7 +238,7 @@ pub async fn update_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     Ok(update_favorite_router(FavoritesState {
         favorites,
-        tokens: tokens(&config),
+        tokens: tokens(&config).await?,
         cache: cache(&config)?,
     }))
 }
@@ -167,21 +247,21 @@ pub async fn remove_favorite(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
     Ok(remove_favorite_router(FavoritesState {
         favorites,
-        tokens: tokens(&config),
+        tokens: tokens(&config).await?,
         cache: cache(&config)?,
     }))
 }
 
 pub async fn list_favorites(config: Config) -> anyhow::Result<Router> {
     let favorites = database(&config).await?.favorites();
-    let cursors = Arc::new(CursorCodec::new(&config.jwt.secret));
+    let tokens = tokens(&config).await?;
     let cache = cache(&config)?;
     Ok(list_favorites_router(ListState {
         favorites,
-        tokens: tokens(&config),
-        cursors,
+        keys: tokens.keys().clone(),
+        tokens,
         cache: cache.clone(),
-        enrichment: enrichment(&config, cache)?,
+        enrichment: enrichment(&config, cache).await?,
     }))
 }
 
@@ -196,7 +276,10 @@ pub async fn health(config: Config) -> anyhow::Result<Router> {
 /// this deliberate step (the `migrate` function, run by the deploy or by hand), never as a
 /// side effect of a cold start: two versions of the code may be live during a deploy.
 pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let database = Database::connect(config).await.context("connecting to the database")?;
+    let secrets = secret_source(config.uses_stored_secrets()).await;
+    let database = Database::connect(config, secrets.as_ref())
+        .await
+        .context("connecting to the database")?;
     database.migrate().await?;
     database.close().await;
     Ok(())

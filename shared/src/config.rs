@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::secrets::SecretSetting;
+
 /// The shortest HS256 key we accept: RFC 7518 §3.2 asks for a key as long as the hash output.
 const JWT_SECRET_MIN_BYTES: usize = 32;
 
@@ -23,6 +25,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
+    /// How long a value read from Secrets Manager is used before it is read again
+    /// (`SECRETS_TTL_SECONDS`, default 300). A refused database password or API key is
+    /// re-read at once, whatever the TTL.
+    pub secrets_ttl: Duration,
     pub jwt: JwtConfig,
     /// bcrypt cost factor (`BCRYPT_COST`, 4–31, default 12).
     pub bcrypt_cost: u32,
@@ -30,14 +36,55 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// The enrichment service; `None` (off) when `ENRICHMENT_URL` is unset.
     pub enrichment: Option<EnrichmentConfig>,
+    pub idempotency: IdempotencyConfig,
+    pub login_throttle: ThrottleConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyConfig {
+    /// The DynamoDB table (`IDEMPOTENCY_TABLE`); unset: the embedded in-memory store.
+    pub table: Option<String>,
+    pub policy: crate::usecases::idempotency::IdempotencyPolicy,
+}
+
+impl IdempotencyConfig {
+    pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.get("IDEMPOTENCY_TABLE"),
+            policy: crate::usecases::idempotency::IdempotencyPolicy {
+                ttl: Duration::from_secs(parse(env, "IDEMPOTENCY_TTL_SECONDS", 3_600, 60..=7 * 86_400)?),
+                in_progress_for: Duration::from_secs(30),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ThrottleConfig {
+    /// The DynamoDB table (`LOGIN_THROTTLE_TABLE`); unset: the embedded in-memory counter.
+    pub table: Option<String>,
+    pub policy: crate::usecases::login::ThrottlePolicy,
+}
+
+impl ThrottleConfig {
+    pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.get("LOGIN_THROTTLE_TABLE"),
+            policy: crate::usecases::login::ThrottlePolicy {
+                per_email: parse(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, 1..=1_000_000)?,
+                per_source: parse(env, "LOGIN_MAX_FAILURES_PER_IP", 50, 1..=1_000_000)?,
+                window: Duration::from_secs(parse(env, "LOGIN_THROTTLE_WINDOW_SECONDS", 900, 1..=86_400)?),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct EnrichmentConfig {
     /// Base URL of the service (`ENRICHMENT_URL`, http:// or https://).
     pub url: String,
-    /// `ENRICHMENT_API_KEY`, required with the URL (from Secrets Manager in production).
-    pub api_key: SecretString,
+    /// `ENRICHMENT_API_KEY_SECRET_ARN` (Secrets Manager, production) or `ENRICHMENT_API_KEY`.
+    pub api_key: SecretSetting,
     pub policy: crate::usecases::enrich::EnrichmentPolicy,
 }
 
@@ -49,14 +96,15 @@ impl EnrichmentConfig {
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(invalid("ENRICHMENT_URL", "must start with http:// or https://"));
         }
-        let api_key = env.get("ENRICHMENT_API_KEY").ok_or(ConfigError::Missing {
-            name: "ENRICHMENT_API_KEY",
-            when: "ENRICHMENT_URL is set",
-        })?;
+        let api_key =
+            secret_setting(env, "ENRICHMENT_API_KEY_SECRET_ARN", "ENRICHMENT_API_KEY").ok_or(ConfigError::Missing {
+                name: "ENRICHMENT_API_KEY_SECRET_ARN or ENRICHMENT_API_KEY",
+                when: "ENRICHMENT_URL is set",
+            })?;
         let ms = |name, default, range| parse(env, name, default, range).map(Duration::from_millis);
         Ok(Some(Self {
             url,
-            api_key: api_key.into(),
+            api_key,
             policy: crate::usecases::enrich::EnrichmentPolicy {
                 batch: parse(env, "ENRICHMENT_BATCH", 50, 1..=500)?,
                 in_flight: parse(env, "ENRICHMENT_IN_FLIGHT", 4, 1..=32)?,
@@ -111,8 +159,7 @@ impl CacheConfig {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `postgres://…` or `sqlite://…`.
-    pub url: SecretString,
+    pub target: DatabaseTarget,
     /// True for the embedded default (no `DATABASE_URL`): SQLite in the data directory,
     /// migrated automatically at cold start.
     pub embedded: bool,
@@ -121,6 +168,31 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long to wait for a connection or a query (`DATABASE_TIMEOUT_MS`, default 5000).
     pub timeout: Duration,
+    /// `DATABASE_PROXY=true`: connected through RDS Proxy, so nothing may pin a proxy
+    /// session: statements are sent unnamed (no server-side prepared statements).
+    pub proxy: bool,
+    /// PEM file of the CAs a TLS server certificate must chain to (`DATABASE_CA_BUNDLE`);
+    /// default: the RDS and RDS Proxy CAs built into the binary (infra/certs/).
+    pub ca_bundle: Option<PathBuf>,
+    /// See [`Config::secrets_ttl`]; the `migrate` function reads only this part.
+    pub secrets_ttl: Duration,
+}
+
+/// Which database to connect to, and with which credentials.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://…`, credentials inside (local runs, tests).
+    Url(SecretString),
+    /// `DATABASE_SECRET_ARN`: Postgres with the credentials of an RDS secret (JSON: username,
+    /// password, host, port, dbname), always over TLS verified against the CA bundle.
+    /// `DATABASE_HOST` (the RDS Proxy endpoint), `DATABASE_PORT` and `DATABASE_NAME` take
+    /// precedence over the secret's own host, port and dbname.
+    Secret {
+        id: String,
+        host: Option<String>,
+        port: Option<u16>,
+        name: Option<String>,
+    },
 }
 
 impl DatabaseConfig {
@@ -128,8 +200,15 @@ impl DatabaseConfig {
     pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
         let max_connections = parse(env, "DATABASE_MAX_CONNECTIONS", 2, 1..=100)?;
         let timeout = Duration::from_millis(parse(env, "DATABASE_TIMEOUT_MS", 5_000, 100..=60_000)?);
-        let (url, embedded) = match env.get("DATABASE_URL") {
-            Some(url) => {
+        let secret = env.get("DATABASE_SECRET_ARN");
+        let (target, embedded) = match (env.get("DATABASE_URL"), secret) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "set either DATABASE_URL or DATABASE_SECRET_ARN, not both",
+                ));
+            }
+            (Some(url), None) => {
                 let known = ["postgres://", "postgresql://", "sqlite:"]
                     .iter()
                     .any(|p| url.starts_with(p));
@@ -139,33 +218,78 @@ impl DatabaseConfig {
                         "must start with postgres://, postgresql:// or sqlite:",
                     ));
                 }
-                (url, false)
+                (DatabaseTarget::Url(url.into()), false)
             }
-            None => {
+            (None, Some(id)) => {
+                let port = match env.get("DATABASE_PORT") {
+                    Some(_) => Some(parse(env, "DATABASE_PORT", 5432, 1..=65_535)?),
+                    None => None,
+                };
+                let target = DatabaseTarget::Secret {
+                    id,
+                    host: env.get("DATABASE_HOST"),
+                    port,
+                    name: env.get("DATABASE_NAME"),
+                };
+                (target, false)
+            }
+            (None, None) => {
                 let path = ensure_dir(&data_dir(env))?.join("favorites.sqlite");
-                (format!("sqlite://{}?mode=rwc", path.display()), true)
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                (DatabaseTarget::Url(url.into()), true)
             }
         };
         Ok(Self {
-            url: url.into(),
+            target,
             embedded,
             max_connections,
             timeout,
+            proxy: flag(env, "DATABASE_PROXY")?,
+            ca_bundle: env.get("DATABASE_CA_BUNDLE").map(PathBuf::from),
+            secrets_ttl: secrets_ttl(env)?,
         })
     }
 
+    /// A database given by URL, everything else at its default: for tests and tools.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            target: DatabaseTarget::Url(SecretString::from(url.into())),
+            embedded: false,
+            max_connections: 4,
+            timeout: Duration::from_secs(10),
+            proxy: false,
+            ca_bundle: None,
+            secrets_ttl: Duration::from_secs(300),
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
-        let url = self.url.expose_secret();
-        url.starts_with("postgres://") || url.starts_with("postgresql://")
+        match &self.target {
+            DatabaseTarget::Url(url) => {
+                let url = url.expose_secret();
+                url.starts_with("postgres://") || url.starts_with("postgresql://")
+            }
+            DatabaseTarget::Secret { .. } => true,
+        }
+    }
+
+    /// Whether some setting is read from Secrets Manager.
+    pub fn uses_stored_secrets(&self) -> bool {
+        matches!(self.target, DatabaseTarget::Secret { .. })
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    pub secret: SecretString,
+    /// The HS256 key: `JWT_SECRET_ARN` (Secrets Manager, rotated) or `JWT_SECRET`.
+    pub key: SecretSetting,
     pub issuer: String,
     pub audience: String,
     pub ttl: Duration,
+    /// How long after a key rotation tokens signed with the previous key are still accepted
+    /// (`JWT_KEY_GRACE_SECONDS`, default: the token lifetime, so that no token issued before
+    /// a rotation dies early).
+    pub grace: Duration,
 }
 
 /// Where environment values come from: the process environment in production, a map in tests.
@@ -195,31 +319,44 @@ impl Config {
     pub fn from(env: &dyn Env) -> Result<Self, ConfigError> {
         let database = DatabaseConfig::from(env)?;
         let data_dir = data_dir(env);
-        let secret = match env.get("JWT_SECRET") {
-            Some(secret) if secret.len() < JWT_SECRET_MIN_BYTES => {
+        let key = match secret_setting(env, "JWT_SECRET_ARN", "JWT_SECRET") {
+            Some(SecretSetting::Value(secret)) if secret.expose_secret().len() < JWT_SECRET_MIN_BYTES => {
                 return Err(invalid("JWT_SECRET", "must be at least 32 bytes"));
             }
-            Some(secret) => SecretString::from(secret),
-            None if database.embedded => development_jwt_secret(&data_dir)?,
+            Some(setting) => setting,
+            None if database.embedded => SecretSetting::Value(development_jwt_secret(&data_dir)?),
             None => {
                 return Err(ConfigError::Missing {
-                    name: "JWT_SECRET",
-                    when: "DATABASE_URL is set",
+                    name: "JWT_SECRET_ARN or JWT_SECRET",
+                    when: "a database is configured",
                 });
             }
         };
+        let ttl = parse(env, "JWT_TTL_SECONDS", 3_600, 60..=86_400)?;
         Ok(Config {
+            secrets_ttl: database.secrets_ttl,
             database,
             jwt: JwtConfig {
-                secret,
+                key,
                 issuer: env.get("JWT_ISSUER").unwrap_or_else(|| "favorites".into()),
                 audience: env.get("JWT_AUDIENCE").unwrap_or_else(|| "favorites-api".into()),
-                ttl: Duration::from_secs(parse(env, "JWT_TTL_SECONDS", 3_600, 60..=86_400)?),
+                ttl: Duration::from_secs(ttl),
+                grace: Duration::from_secs(parse(env, "JWT_KEY_GRACE_SECONDS", ttl, 0..=7 * 86_400)?),
             },
             bcrypt_cost: parse(env, "BCRYPT_COST", 12, 4..=31)?,
             cache: CacheConfig::from(env)?,
             enrichment: EnrichmentConfig::from(env)?,
+            idempotency: IdempotencyConfig::from(env)?,
+            login_throttle: ThrottleConfig::from(env)?,
         })
+    }
+
+    /// Whether any secret is read from Secrets Manager (and so a client for it is needed).
+    pub fn uses_stored_secrets(&self) -> bool {
+        let stored = |s: &SecretSetting| matches!(s, SecretSetting::Stored { .. });
+        self.database.uses_stored_secrets()
+            || stored(&self.jwt.key)
+            || self.enrichment.as_ref().is_some_and(|e| stored(&e.api_key))
     }
 
     /// The embedded default is a development setup and says so loudly, once per cold start.
@@ -230,6 +367,29 @@ impl Config {
                  directory; set DATABASE_URL and JWT_SECRET for anything else"
             );
         }
+    }
+}
+
+/// A secret given by reference (`<NAME>_ARN`, read from Secrets Manager) or by value; the
+/// reference wins when both are set.
+fn secret_setting(env: &dyn Env, arn: &str, value: &str) -> Option<SecretSetting> {
+    match (env.get(arn), env.get(value)) {
+        (Some(id), _) => Some(SecretSetting::Stored { id }),
+        (None, Some(value)) => Some(SecretSetting::Value(value.into())),
+        (None, None) => None,
+    }
+}
+
+fn secrets_ttl(env: &dyn Env) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(parse(env, "SECRETS_TTL_SECONDS", 300, 1..=86_400)?))
+}
+
+/// `true`/`false` (also 1/0, yes/no); unset is false.
+fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigError> {
+    match env.get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(invalid(name, "must be true or false")),
     }
 }
 
@@ -367,8 +527,12 @@ mod tests {
         let first = Config::from(&[("FAVORITES_DATA_DIR", dir_str.as_str())]).unwrap();
         let second = Config::from(&[("FAVORITES_DATA_DIR", dir_str.as_str())]).unwrap();
         assert!(first.database.embedded);
-        assert_eq!(first.jwt.secret.expose_secret(), second.jwt.secret.expose_secret());
-        assert!(first.jwt.secret.expose_secret().len() >= 32);
+        let key = |c: &Config| match &c.jwt.key {
+            SecretSetting::Value(v) => v.expose_secret().to_string(),
+            SecretSetting::Stored { .. } => panic!("the development key is a value"),
+        };
+        assert_eq!(key(&first), key(&second));
+        assert!(key(&first).len() >= 32);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

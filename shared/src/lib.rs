@@ -7,6 +7,7 @@
 //! - [`http`]: axum routers per function, request parsing, and the one JSON:API error mapping.
 //! - [`config`]: every environment variable, read and validated once per cold start.
 //! - [`app`]: wiring: builds the adapters a function needs, once, from a [`config::Config`].
+//! - [`secrets`]: secrets from a store, cached, refreshed on rotation; the JWT key ring.
 //! - [`telemetry`]: JSON logs through `tracing`.
 
 pub mod adapters;
@@ -15,5 +16,6 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ports;
+pub mod secrets;
 pub mod telemetry;
 pub mod usecases;

@@ -18,6 +18,7 @@ use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
 use shared::domain::{AssetInput, UserId};
 use shared::ports::ListQuery;
+use shared::secrets::RotatingSecret;
 use shared::usecases::cache::CacheGuard;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
 use shared::usecases::list_favorites;
@@ -44,7 +45,7 @@ fn policy() -> EnrichmentPolicy {
 }
 
 fn enrichment(url: &str, policy: EnrichmentPolicy) -> Arc<Enrichment> {
-    let client = HttpEnrichmentClient::new(url, SecretString::from(API_KEY)).unwrap();
+    let client = HttpEnrichmentClient::new(url, RotatingSecret::fixed(SecretString::from(API_KEY))).unwrap();
     Arc::new(Enrichment::new(Box::new(client), policy, None))
 }
 
@@ -63,7 +64,7 @@ fn cached_enrichment(url: &str, enrichment_ttl: Duration) -> Arc<Enrichment> {
         Arc::new(RedisFavoriteCache::new(&config).unwrap()),
         Duration::from_millis(400),
     ));
-    let client = HttpEnrichmentClient::new(url, SecretString::from(API_KEY)).unwrap();
+    let client = HttpEnrichmentClient::new(url, RotatingSecret::fixed(SecretString::from(API_KEY))).unwrap();
     Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)))
 }
 

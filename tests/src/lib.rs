@@ -49,6 +49,15 @@ impl Api {
         read_fully(request.send().await.unwrap()).await
     }
 
+    /// Like [`Api::send`], with an `Idempotency-Key` header.
+    pub async fn send_idempotent(&self, path: &str, token: Option<&str>, key: &str, body: &Value) -> Response {
+        let mut request = self.http.post(self.url(path)).header("idempotency-key", key).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read_fully(request.send().await.unwrap()).await
+    }
+
     /// Signs up a new user with a unique email and logs in.
     pub async fn new_user(&self) -> Session {
         let email = format!("user-{}@example.com", uuid::Uuid::new_v4());
@@ -67,7 +76,7 @@ impl Api {
     }
 }
 
-/// The JSON:API error's `source` (pointer or parameter) of an error response.
+/// The JSON:API error's `source` (pointer, parameter or header) of an error response.
 pub async fn error_source(response: Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -75,6 +84,7 @@ pub async fn error_source(response: Response) -> (u16, String) {
     let named = source["pointer"]
         .as_str()
         .or(source["parameter"].as_str())
+        .or(source["header"].as_str())
         .unwrap_or("<none>")
         .to_string();
     (status, named)

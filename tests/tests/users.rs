@@ -140,3 +140,56 @@ async fn health_reports_the_database_up() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["dependencies"]["database"]["status"], "up");
 }
+
+async fn login(api: &Api, email: &str, password: &str) -> reqwest::Response {
+    api.send(
+        Method::POST,
+        "/login",
+        None,
+        Some(json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_email_even_for_the_right_password() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    for attempt in 1..=5 {
+        let wrong = login(&api, &session.email, "wrong password").await;
+        assert_eq!(wrong.status(), 401, "attempt {attempt}");
+    }
+    let right = login(&api, &session.email, "correct horse battery").await;
+    assert_eq!(right.status(), 429);
+    let retry_after: u64 = right.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "Retry-After {retry_after}");
+}
+
+#[tokio::test]
+async fn the_lock_does_not_tell_whether_an_account_exists() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    let unknown = format!("nobody-{}@example.com", uuid::Uuid::new_v4());
+    for _ in 0..5 {
+        assert_eq!(login(&api, &session.email, "wrong password").await.status(), 401);
+        assert_eq!(login(&api, &unknown, "wrong password").await.status(), 401);
+    }
+    let known = login(&api, &session.email, "wrong password").await;
+    let nobody = login(&api, &unknown, "wrong password").await;
+    assert_eq!((known.status().as_u16(), nobody.status().as_u16()), (429, 429));
+    assert_eq!(known.text().await.unwrap(), nobody.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_failures_of_its_email() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    for _ in 0..4 {
+        assert_eq!(login(&api, &session.email, "wrong password").await.status(), 401);
+    }
+    assert_eq!(login(&api, &session.email, "correct horse battery").await.status(), 200);
+    for attempt in 1..=4 {
+        let wrong = login(&api, &session.email, "wrong password").await;
+        assert_eq!(wrong.status(), 401, "attempt {attempt} after the reset");
+    }
+}

@@ -7,21 +7,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{AssetRef, EnrichmentClient, FetchError, Metadata};
+use crate::secrets::RotatingSecret;
 
 pub struct HttpEnrichmentClient {
     client: reqwest::Client,
     url: String,
-    api_key: SecretString,
+    api_key: RotatingSecret,
 }
 
 impl HttpEnrichmentClient {
     /// One client per cold start: its connection pool keeps connections to the service open
     /// across invocations of a warm instance.
-    pub fn new(base_url: &str, api_key: SecretString) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str, api_key: RotatingSecret) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(2))
@@ -55,16 +56,29 @@ fn failed(reason: impl Into<String>, retriable: bool) -> FetchError {
 impl EnrichmentClient for HttpEnrichmentClient {
     async fn fetch(&self, assets: &[AssetRef], request_id: &str, timeout: Duration) -> Result<Metadata, FetchError> {
         let call = async {
+            let key = self
+                .api_key
+                .get()
+                .await
+                .map_err(|e| failed(format!("reading the enrichment API key: {e:#}"), false))?;
             let response = self
                 .client
                 .post(&self.url)
-                .header("x-api-key", self.api_key.expose_secret())
+                .header("x-api-key", key.value.expose_secret())
                 .header("x-request-id", request_id)
                 .json(&BatchRequest { assets })
                 .send()
                 .await
                 .map_err(|e| failed(format!("calling the enrichment service: {e}"), true))?;
             let status = response.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                // After a rotation of the key: worth one more attempt only with a newer key.
+                let rotated = self.api_key.refused(&key.version_id).await;
+                return Err(failed(
+                    format!("the enrichment service refused the API key ({status})"),
+                    rotated,
+                ));
+            }
             if !status.is_success() {
                 let retriable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
                 return Err(failed(format!("the enrichment service answered {status}"), retriable));

@@ -3,18 +3,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
 use crate::domain::UserId;
 use crate::ports::{AccessTokens, IssuedToken, TokenRejected};
+use crate::secrets::SigningKeys;
 
 /// HS256 JSON Web Tokens. The algorithm is pinned on validation: a token that claims `none`,
 /// RS256 or anything else is rejected before its signature is even considered.
+///
+/// Tokens carry the signing key's id in `kid`; after a key rotation, tokens signed with the
+/// previous key are accepted until its grace period ends (see [`SigningKeys`]).
 pub struct JwtAccessTokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: Arc<SigningKeys>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -31,8 +37,7 @@ struct Claims {
 }
 
 impl JwtAccessTokens {
-    pub fn new(config: &JwtConfig) -> Self {
-        let secret = config.secret.expose_secret().as_bytes();
+    pub fn new(config: &JwtConfig, keys: Arc<SigningKeys>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
@@ -40,13 +45,16 @@ impl JwtAccessTokens {
         // Clock skew between Lambda hosts is small; a minute of grace would outlive logouts.
         validation.leeway = 5;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            keys,
             validation,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             ttl_seconds: config.ttl.as_secs(),
         }
+    }
+
+    pub fn keys(&self) -> &Arc<SigningKeys> {
+        &self.keys
     }
 }
 
@@ -57,8 +65,10 @@ fn now_seconds() -> u64 {
         .unwrap_or_default()
 }
 
+#[async_trait]
 impl AccessTokens for JwtAccessTokens {
-    fn issue(&self, user: UserId) -> anyhow::Result<IssuedToken> {
+    async fn issue(&self, user: UserId) -> anyhow::Result<IssuedToken> {
+        let keys = self.keys.keys().await;
         let iat = now_seconds();
         let claims = Claims {
             sub: user.to_string(),
@@ -67,20 +77,34 @@ impl AccessTokens for JwtAccessTokens {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .context("signing the access token")?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(keys.current.id.clone());
+        let encoding = EncodingKey::from_secret(keys.current.secret.expose_secret().as_bytes());
+        let token = jsonwebtoken::encode(&header, &claims, &encoding).context("signing the access token")?;
         Ok(IssuedToken {
             token,
             expires_in_seconds: self.ttl_seconds,
         })
     }
 
-    fn verify(&self, token: &str) -> Result<UserId, TokenRejected> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+    async fn verify(&self, token: &str) -> Result<UserId, TokenRejected> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejected::Invalid)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenRejected::Invalid);
+        }
+        let keys = self.keys.keys_for(header.kid.as_deref()).await;
+        let mut outcome = Err(TokenRejected::Invalid);
+        for key in keys.candidates(header.kid.as_deref()) {
+            let decoding = DecodingKey::from_secret(key.secret.expose_secret().as_bytes());
+            outcome = jsonwebtoken::decode::<Claims>(token, &decoding, &self.validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenRejected::Expired,
                 _ => TokenRejected::Invalid,
-            })?;
+            });
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        let data = outcome?;
         let id = uuid::Uuid::parse_str(&data.claims.sub).map_err(|_| TokenRejected::Invalid)?;
         Ok(UserId::from_uuid(id))
     }
@@ -95,13 +119,15 @@ mod tests {
 
     use super::*;
 
-    fn config(secret: &str) -> JwtConfig {
-        JwtConfig {
-            secret: secret.to_string().into(),
+    fn tokens(secret: &str) -> JwtAccessTokens {
+        let config = JwtConfig {
+            key: crate::secrets::SecretSetting::Value(secret.to_string().into()),
             issuer: "favorites".into(),
             audience: "favorites-api".into(),
             ttl: Duration::from_secs(3600),
-        }
+            grace: Duration::from_secs(3600),
+        };
+        JwtAccessTokens::new(&config, Arc::new(SigningKeys::fixed(secret.to_string().into())))
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -127,73 +153,67 @@ mod tests {
         claims
     }
 
-    #[test]
-    fn an_issued_token_names_its_user() {
-        let tokens = JwtAccessTokens::new(&config(KEY));
+    #[tokio::test]
+    async fn an_issued_token_names_its_user() {
+        let tokens = tokens(KEY);
         let user = UserId::generate();
-        let issued = tokens.issue(user).unwrap();
-        assert_eq!(tokens.verify(&issued.token), Ok(user));
+        let issued = tokens.issue(user).await.unwrap();
+        assert_eq!(tokens.verify(&issued.token).await, Ok(user));
         assert_eq!(issued.expires_in_seconds, 3600);
     }
 
-    #[test]
-    fn an_unsigned_alg_none_token_is_rejected() {
+    #[tokio::test]
+    async fn an_unsigned_alg_none_token_is_rejected() {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(claims(serde_json::json!({})).to_string());
-        let tokens = JwtAccessTokens::new(&config(KEY));
+        let tokens = tokens(KEY);
         assert_eq!(
-            tokens.verify(&format!("{header}.{payload}.")),
+            tokens.verify(&format!("{header}.{payload}.")).await,
             Err(TokenRejected::Invalid)
         );
         assert_eq!(
-            tokens.verify(&format!("{header}.{payload}")),
+            tokens.verify(&format!("{header}.{payload}")).await,
             Err(TokenRejected::Invalid)
         );
     }
 
-    #[test]
-    fn another_algorithm_is_rejected_even_with_the_right_key() {
+    #[tokio::test]
+    async fn another_algorithm_is_rejected_even_with_the_right_key() {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
             &claims(serde_json::json!({})),
             &EncodingKey::from_secret(KEY.as_bytes()),
         )
         .unwrap();
-        assert_eq!(
-            JwtAccessTokens::new(&config(KEY)).verify(&token),
-            Err(TokenRejected::Invalid)
-        );
+        assert_eq!(tokens(KEY).verify(&token).await, Err(TokenRejected::Invalid));
     }
 
-    #[test]
-    fn a_wrong_key_a_wrong_issuer_and_a_wrong_audience_are_rejected() {
-        let tokens = JwtAccessTokens::new(&config(KEY));
+    #[tokio::test]
+    async fn a_wrong_key_a_wrong_issuer_and_a_wrong_audience_are_rejected() {
+        let tokens = tokens(KEY);
         let other_key = sign(claims(serde_json::json!({})), "another key that is 32 bytes long!");
         let other_issuer = sign(claims(serde_json::json!({"iss": "someone-else"})), KEY);
         let other_audience = sign(claims(serde_json::json!({"aud": "another-api"})), KEY);
         for token in [other_key, other_issuer, other_audience] {
-            assert_eq!(tokens.verify(&token), Err(TokenRejected::Invalid));
+            assert_eq!(tokens.verify(&token).await, Err(TokenRejected::Invalid));
         }
     }
 
-    #[test]
-    fn an_expired_token_is_rejected_as_expired() {
+    #[tokio::test]
+    async fn an_expired_token_is_rejected_as_expired() {
         let now = now_seconds();
         let token = sign(claims(serde_json::json!({"iat": now - 600, "exp": now - 300})), KEY);
-        assert_eq!(
-            JwtAccessTokens::new(&config(KEY)).verify(&token),
-            Err(TokenRejected::Expired)
-        );
+        assert_eq!(tokens(KEY).verify(&token).await, Err(TokenRejected::Expired));
     }
 
-    #[test]
-    fn a_tampered_payload_is_rejected() {
-        let tokens = JwtAccessTokens::new(&config(KEY));
-        let token = tokens.issue(UserId::generate()).unwrap().token;
+    #[tokio::test]
+    async fn a_tampered_payload_is_rejected() {
+        let tokens = tokens(KEY);
+        let token = tokens.issue(UserId::generate()).await.unwrap().token;
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(claims(serde_json::json!({})).to_string());
         parts[1] = &forged;
-        assert_eq!(tokens.verify(&parts.join(".")), Err(TokenRejected::Invalid));
-        assert_eq!(tokens.verify("garbage"), Err(TokenRejected::Invalid));
+        assert_eq!(tokens.verify(&parts.join(".")).await, Err(TokenRejected::Invalid));
+        assert_eq!(tokens.verify("garbage").await, Err(TokenRejected::Invalid));
     }
 }

@@ -1,8 +1,11 @@
 //! Adapters: each port implemented by one technology. Only this module imports sqlx, bcrypt,
-//! jsonwebtoken, redis and reqwest; the domain and the use cases know none of them.
+//! jsonwebtoken, redis, reqwest and the AWS SDK; the domain and the use cases know none of them.
 
 pub mod bcrypt;
+pub mod dynamodb;
 pub mod enrichment;
 pub mod jwt;
+pub mod memory;
 pub mod redis;
+pub mod secrets_manager;
 pub mod sql;

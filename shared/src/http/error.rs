@@ -27,6 +27,7 @@ pub struct ApiError {
 enum Source {
     Pointer(String),
     Parameter(String),
+    Header(String),
 }
 
 impl ApiError {
@@ -50,6 +51,18 @@ impl ApiError {
         let mut error = Self::new(StatusCode::BAD_REQUEST, detail);
         error.source = Some(Source::Parameter(name.into()));
         error
+    }
+
+    /// Blames a request header (JSON:API 1.1 `source.header`).
+    pub fn in_header(mut self, name: impl Into<String>) -> Self {
+        self.source = Some(Source::Header(name.into()));
+        self
+    }
+
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     pub fn bad_request(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -89,6 +102,7 @@ impl ApiError {
         let source = self.source.as_ref().map(|source| match source {
             Source::Pointer(pointer) => serde_json::json!({ "pointer": pointer }),
             Source::Parameter(name) => serde_json::json!({ "parameter": name }),
+            Source::Header(name) => serde_json::json!({ "header": name }),
         });
         let mut object = serde_json::json!({
             "status": self.status.as_str(),
@@ -148,6 +162,11 @@ impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
             LoginError::InvalidCredentials => Self::unauthorized("invalid email or password"),
+            LoginError::Throttled { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins for this account or from this address; retry later",
+            )
+            .retry_after(retry_after.as_secs_f64().ceil() as u64),
             LoginError::Unknown(e) => Self::internal(e),
         }
     }

@@ -154,7 +154,27 @@ where
             .filter(|token| !token.is_empty())
             .ok_or(TokenRejected::Invalid)?;
         let tokens = Arc::<dyn AccessTokens>::from_ref(state);
-        Ok(AuthUser(tokens.verify(token)?))
+        Ok(AuthUser(tokens.verify(token).await?))
+    }
+}
+
+/// The client's IP address as API Gateway saw it (`requestContext.identity.sourceIp` for the
+/// REST API, `requestContext.http.sourceIp` for HTTP APIs and the local emulator); `unknown`
+/// when the request did not come through API Gateway.
+#[derive(Debug, Clone)]
+pub struct SourceIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        use lambda_http::request::RequestContext;
+        let ip = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+            _ => None,
+        };
+        Ok(Self(ip.filter(|ip| !ip.is_empty()).unwrap_or_else(|| "unknown".into())))
     }
 }
 

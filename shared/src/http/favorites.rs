@@ -20,7 +20,7 @@ use crate::usecases::cache::CacheGuard;
 use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favorite};
 
 /// A chart of 5 000 points is about 150 KB of JSON; nothing valid needs more than this.
-const ASSET_LIMIT: usize = 256 * 1024;
+pub const ASSET_LIMIT: usize = 256 * 1024;
 const PATCH_LIMIT: usize = 16 * 1024;
 
 /// A function's state: the one port it uses, the token verifier every route needs, and the

@@ -32,6 +32,7 @@ use super::finish;
 use super::paging::{CursorCodec, ListParams, Paging};
 use crate::domain::UserId;
 use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
+use crate::secrets::SigningKeys;
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
 use crate::usecases::list_favorites::list_favorites;
@@ -46,7 +47,8 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub struct ListState {
     pub favorites: Arc<dyn FavoriteLister>,
     pub tokens: Arc<dyn AccessTokens>,
-    pub cursors: Arc<CursorCodec>,
+    /// The token keys, which also sign cursors.
+    pub keys: Arc<SigningKeys>,
     pub cache: Option<Arc<CacheGuard>>,
     pub enrichment: Option<Arc<Enrichment>>,
 }
@@ -91,7 +93,8 @@ async fn list_handler(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|_| ApiError::bad_parameter("", "the query string is malformed"))?;
-    let paging = Paging::parse(params, &state.cursors, user)?;
+    let cursors = Arc::new(CursorCodec::for_keys(&*state.keys.keys().await));
+    let paging = Paging::parse(params, &cursors, user)?;
     let format = Format::from_accept(&headers);
     let rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
         .await
@@ -103,7 +106,7 @@ async fn list_handler(
     // Wait for the first row before answering: a database that is down is still a clean
     // 500 here, with a JSON:API body, rather than a 200 that breaks off.
     let first = rows.next().await.transpose().map_err(ApiError::internal)?;
-    let body = render(first, rows, format, paging.page_size, user, state.cursors.clone());
+    let body = render(first, rows, format, paging.page_size, user, cursors);
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     response
         .headers_mut()

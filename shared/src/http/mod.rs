@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod favorites;
 mod health;
+pub mod idempotency;
 mod list;
 pub mod paging;
 mod users;
@@ -15,11 +16,12 @@ use axum::http::StatusCode;
 
 pub use error::ApiError;
 pub use favorites::{
-    FavoritesState, add_favorite_router, get_favorite_router, remove_favorite_router, update_favorite_router,
+    ASSET_LIMIT, FavoritesState, add_favorite_router, get_favorite_router, remove_favorite_router,
+    update_favorite_router,
 };
 pub use health::{HealthState, health_router};
 pub use list::{CHUNK_BYTES, ListState, NDJSON, list_favorites_router};
-pub use users::{LoginState, SignupState, login_router, signup_router};
+pub use users::{CREDENTIALS_LIMIT, LoginState, SignupState, login_router, signup_router};
 
 /// What every router answers for a path or method it does not serve: JSON:API, never axum's
 /// plain-text defaults.

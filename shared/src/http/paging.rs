@@ -16,28 +16,36 @@ use sha2::Sha256;
 use super::error::ApiError;
 use crate::domain::UserId;
 use crate::ports::{ListPosition, ListQuery};
+use crate::secrets::KeySet;
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 10_000;
 const MAC_BYTES: usize = 16;
 
-/// Signs and checks cursors with a key derived from the token secret, so there is no second
-/// secret to provision or rotate.
+/// Signs and checks cursors with keys derived from the token keys, so there is no second
+/// secret to provision or rotate: a cursor is signed with the current key and accepted with
+/// any live one, so paging through a list survives a key rotation.
 pub struct CursorCodec {
-    key: [u8; 32],
+    /// The current key first.
+    keys: Vec<[u8; 32]>,
 }
 
 impl CursorCodec {
     pub fn new(secret: &SecretString) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
-        mac.update(b"favorites/list-cursor/v1");
         Self {
-            key: mac.finalize().into_bytes().into(),
+            keys: vec![derive(secret)],
         }
     }
 
-    fn mac(&self, user: UserId, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+    /// For the token keys live now.
+    pub fn for_keys(keys: &KeySet) -> Self {
+        Self {
+            keys: keys.live().into_iter().map(|k| derive(&k.secret)).collect(),
+        }
+    }
+
+    fn mac(key: &[u8; 32], user: UserId, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
         mac.update(user.as_uuid().as_bytes());
         mac.update(payload);
         mac
@@ -45,7 +53,9 @@ impl CursorCodec {
 
     pub fn encode(&self, user: UserId, position: &ListPosition) -> String {
         let payload = format!("{}:{}", position.created_at.timestamp_micros(), position.id);
-        let tag = self.mac(user, payload.as_bytes()).finalize().into_bytes();
+        let tag = Self::mac(&self.keys[0], user, payload.as_bytes())
+            .finalize()
+            .into_bytes();
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
@@ -60,7 +70,10 @@ impl CursorCodec {
         if tag.len() != MAC_BYTES {
             return None;
         }
-        self.mac(user, &payload).verify_truncated_left(&tag).ok()?;
+        self.keys
+            .iter()
+            .any(|key| Self::mac(key, user, &payload).verify_truncated_left(&tag).is_ok())
+            .then_some(())?;
         let payload = String::from_utf8(payload).ok()?;
         let (micros, id) = payload.split_once(':')?;
         let created_at = DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?;
@@ -69,6 +82,12 @@ impl CursorCodec {
             id: id.to_string(),
         })
     }
+}
+
+fn derive(secret: &SecretString) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
+    mac.update(b"favorites/list-cursor/v1");
+    mac.finalize().into_bytes().into()
 }
 
 /// The query string as sent; unknown parameters are ignored.

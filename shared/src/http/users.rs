@@ -11,15 +11,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, SourceIp};
 use super::finish;
 use crate::domain::{Email, Invalid, Password};
 use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserInserter};
-use crate::usecases::login::{LoginRequest, login};
+use crate::usecases::login::{LoginRequest, LoginThrottle, login};
 use crate::usecases::signup::{SignupRequest, signup};
 
 /// Credentials are small: 4 KiB leaves room for any legal email and password many times over.
-const CREDENTIALS_LIMIT: usize = 4 * 1024;
+pub const CREDENTIALS_LIMIT: usize = 4 * 1024;
 
 /// `{email, password}` as sent. Fields are optional here so that a missing one is reported by
 /// name, like a mistyped one, instead of by serde's generic message.
@@ -67,6 +67,7 @@ pub struct LoginState {
     pub users: Arc<dyn UserByEmail>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: Arc<dyn AccessTokens>,
+    pub throttle: Arc<LoginThrottle>,
 }
 
 pub fn login_router(state: LoginState) -> Router {
@@ -75,14 +76,20 @@ pub fn login_router(state: LoginState) -> Router {
 
 async fn login_handler(
     State(state): State<LoginState>,
+    SourceIp(source): SourceIp,
     JsonBody(body): JsonBody<CredentialsBody, CREDENTIALS_LIMIT>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (email, password) = body.parse()?;
-    let request = LoginRequest { email, password };
+    let request = LoginRequest {
+        email,
+        password,
+        source,
+    };
     let issued = login(
         state.users.as_ref(),
         state.hasher.as_ref(),
         state.tokens.as_ref(),
+        &state.throttle,
         request,
     )
     .await?;

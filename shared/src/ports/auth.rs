@@ -29,12 +29,15 @@ pub enum TokenRejected {
     Invalid,
 }
 
+#[async_trait]
 pub trait AccessTokens: Send + Sync {
-    fn issue(&self, user: UserId) -> anyhow::Result<IssuedToken>;
+    async fn issue(&self, user: UserId) -> anyhow::Result<IssuedToken>;
 
     /// The user a token was issued to.
     ///
     /// MUST reject unsigned tokens (`alg: none`), any algorithm other than the one configured,
     /// a wrong key, an expired token, and a wrong issuer or audience.
-    fn verify(&self, token: &str) -> Result<UserId, TokenRejected>;
+    /// A token signed with a key that has since been rotated out stays valid for the
+    /// rotation's grace period.
+    async fn verify(&self, token: &str) -> Result<UserId, TokenRejected>;
 }

@@ -9,6 +9,9 @@ mod cache;
 mod enrichment;
 mod favorites;
 mod health;
+mod idempotency;
+mod secrets;
+mod throttle;
 mod users;
 
 pub use auth::{AccessTokens, IssuedToken, PasswordHasher, TokenRejected};
@@ -19,4 +22,7 @@ pub use favorites::{
     FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite, Listing,
 };
 pub use health::DatabaseHealth;
+pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, RecordState, StoredResponse};
+pub use secrets::{SecretSource, SecretVersion};
+pub use throttle::FailedLoginCounter;
 pub use users::{InsertUserError, UserByEmail, UserInserter};

@@ -5,6 +5,7 @@ pub mod add_favorite;
 pub mod cache;
 pub mod enrich;
 pub mod get_favorite;
+pub mod idempotency;
 pub mod list_favorites;
 pub mod login;
 pub mod remove_favorite;

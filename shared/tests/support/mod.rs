@@ -9,7 +9,6 @@
 
 use std::str::FromStr;
 
-use secrecy::SecretString;
 use shared::adapters::sql::Database;
 use shared::config::DatabaseConfig;
 use sqlx::postgres::PgConnectOptions;
@@ -33,12 +32,7 @@ pub fn admin_url() -> String {
 }
 
 fn config(url: &str) -> DatabaseConfig {
-    DatabaseConfig {
-        url: SecretString::from(url.to_string()),
-        embedded: false,
-        max_connections: 4,
-        timeout: std::time::Duration::from_secs(10),
-    }
+    DatabaseConfig::for_url(url)
 }
 
 /// A new user with a unique email, for tests that need an owner for favorites.
@@ -66,7 +60,7 @@ pub async fn postgres() -> TestDatabase {
     admin.close().await.ok();
     let options = PgConnectOptions::from_str(&admin_url).unwrap().database(&name);
     let url = options.to_url_lossy().to_string();
-    let database = Database::connect(&config(&url)).await.unwrap();
+    let database = Database::connect(&config(&url), None).await.unwrap();
     database.migrate().await.unwrap();
     TestDatabase {
         database,
@@ -78,7 +72,7 @@ pub async fn postgres() -> TestDatabase {
 pub async fn sqlite() -> TestDatabase {
     let path = std::env::temp_dir().join(format!("favorites_test_{}.sqlite", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let database = Database::connect(&config(&url)).await.unwrap();
+    let database = Database::connect(&config(&url), None).await.unwrap();
     database.migrate().await.unwrap();
     TestDatabase {
         database,
@@ -147,4 +141,80 @@ macro_rules! both_dialects {
             }
         )+
     };
+}
+
+/// The AWS SDK configuration for the local endpoint `make test` starts (AWS_ENDPOINT_URL,
+/// moto); the same loader the functions use.
+pub async fn aws() -> &'static aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.starts_with("http://127.0.0.1:")),
+        "AWS_ENDPOINT_URL must point at a local moto server: run `make test`"
+    );
+    shared::app::aws().await
+}
+
+/// A new on-demand table as the functions expect it: key `id`, TTL attribute `expires_at`.
+pub async fn create_table(name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let client = aws_sdk_dynamodb::Client::new(aws().await);
+    client
+        .create_table()
+        .table_name(name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("creating a table in moto");
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enabling TTL");
+}
+
+/// A new secret holding `value`; its id (ARN).
+pub async fn create_secret(value: &str) -> String {
+    let client = aws_sdk_secretsmanager::Client::new(aws().await);
+    let created = client
+        .create_secret()
+        .name(format!("favorites-test/{}", uuid::Uuid::new_v4().simple()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("creating a secret in moto");
+    created.arn.unwrap()
+}
+
+/// What a rotation leaves behind: a new current version; the old one becomes the previous.
+pub async fn rotate_secret(id: &str, value: &str) {
+    aws_sdk_secretsmanager::Client::new(aws().await)
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("rotating a secret in moto");
 }

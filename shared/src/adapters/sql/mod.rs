@@ -12,14 +12,16 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
+use sqlx::SqlitePool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{PgPool, SqlitePool};
 
-pub use postgres::{PgFavoriteRepository, PgUserRepository};
+pub use postgres::{Overrides, Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
 pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, DatabaseTarget};
+use crate::ports::SecretSource;
+use crate::secrets::{RotatingSecret, SecretSetting};
 use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
@@ -40,25 +42,46 @@ impl<T: UserInserter + UserByEmail> UserRepository for T {}
 /// A connection pool to one of the two dialects.
 #[derive(Clone)]
 pub enum Database {
-    Postgres(PgPool),
+    Postgres(Pg),
     Sqlite(SqlitePool),
 }
+
+/// The CAs of RDS and RDS Proxy (infra/certs/rds-ca-bundle.pem, from AWS's published bundles;
+/// scripts/update-rds-ca-bundle.sh refreshes it), built in so a deployment carries no file.
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../../infra/certs/rds-ca-bundle.pem");
 
 impl Database {
     /// Builds the pool once per cold start. Postgres connections open lazily, on the first
     /// query, so a cold start does not pay for a connection a request may never need. The
     /// embedded default is migrated here; Postgres only through the `migrate` function.
-    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
-        let url = config.url.expose_secret();
+    ///
+    /// With the credentials in a secret, the secret is read here, once per cold start (a cold
+    /// start fails when it cannot be read), and again only when the server refuses it.
+    pub async fn connect(config: &DatabaseConfig, secrets: Option<&Arc<dyn SecretSource>>) -> anyhow::Result<Self> {
+        let url = match &config.target {
+            DatabaseTarget::Secret { id, host, port, name } => {
+                let secret = RotatingSecret::from_setting(
+                    &SecretSetting::Stored { id: id.clone() },
+                    secrets,
+                    config.secrets_ttl,
+                )?;
+                let overrides = Overrides {
+                    host: host.clone(),
+                    port: *port,
+                    name: name.clone(),
+                };
+                let credentials = Arc::new(PgCredentials::new(secret, overrides, ca_bundle(config)?));
+                let options = credentials.options().await.context("reading the database secret")?;
+                return Ok(Self::postgres(config, options, Some(credentials)));
+            }
+            DatabaseTarget::Url(url) => url.expose_secret(),
+        };
         if config.is_postgres() {
-            let options = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
-            let pool = PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .min_connections(0)
-                .acquire_timeout(config.timeout)
-                .idle_timeout(Duration::from_secs(60))
-                .connect_lazy_with(options);
-            return Ok(Self::Postgres(pool));
+            let mut options = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
+            if config.ca_bundle.is_some() {
+                options = options.ssl_root_cert_from_pem(ca_bundle(config)?);
+            }
+            return Ok(Self::postgres(config, options, None));
         }
         let options = SqliteConnectOptions::from_str(url)
             .context("parsing DATABASE_URL")?
@@ -80,10 +103,25 @@ impl Database {
         Ok(database)
     }
 
+    /// A small pool per instance (one Lambda instance serves one request at a time), opened
+    /// lazily: a cold start does not pay for a connection a request may never need.
+    fn postgres(config: &DatabaseConfig, options: PgConnectOptions, credentials: Option<Arc<PgCredentials>>) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.timeout)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
+        Self::Postgres(Pg::new(pool, !config.proxy, credentials))
+    }
+
     /// Applies pending migrations of this dialect.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Self::Postgres(pool) => PG_MIGRATIONS.run(pool).await.context("applying Postgres migrations"),
+            Self::Postgres(db) => PG_MIGRATIONS
+                .run(db.pool())
+                .await
+                .context("applying Postgres migrations"),
             Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await.context("applying SQLite migrations"),
         }
     }
@@ -108,14 +146,14 @@ impl Database {
 
     pub fn users(&self) -> Arc<dyn UserRepository> {
         match self {
-            Self::Postgres(pool) => Arc::new(PgUserRepository::new(pool.clone())),
+            Self::Postgres(db) => Arc::new(PgUserRepository::new(db.clone())),
             Self::Sqlite(pool) => Arc::new(SqliteUserRepository::new(pool.clone())),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Self::Postgres(pool) => pool.close().await,
+            Self::Postgres(db) => db.pool().close().await,
             Self::Sqlite(pool) => pool.close().await,
         }
     }
@@ -125,10 +163,25 @@ impl Database {
 impl DatabaseHealth for Database {
     async fn ping(&self) -> anyhow::Result<()> {
         match self {
-            Self::Postgres(pool) => sqlx::query("select 1").execute(pool).await.map(drop),
+            Self::Postgres(db) => match db.connection().await {
+                Ok(mut conn) => sqlx::query("select 1")
+                    .persistent(false)
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop),
+                Err(e) => Err(e),
+            },
             Self::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.map(drop),
         }
         .context("pinging the database")
+    }
+}
+
+/// The CA bundle TLS connections verify the server with: `DATABASE_CA_BUNDLE` or the built-in one.
+fn ca_bundle(config: &DatabaseConfig) -> anyhow::Result<Vec<u8>> {
+    match &config.ca_bundle {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading DATABASE_CA_BUNDLE {}", path.display())),
+        None => Ok(RDS_CA_BUNDLE.to_vec()),
     }
 }
 
@@ -215,7 +268,7 @@ impl<T> FavoriteRepository for T where
 impl Database {
     pub fn favorites(&self) -> Arc<dyn FavoriteRepository> {
         match self {
-            Self::Postgres(pool) => Arc::new(PgFavoriteRepository::new(pool.clone())),
+            Self::Postgres(db) => Arc::new(PgFavoriteRepository::new(db.clone())),
             Self::Sqlite(pool) => Arc::new(SqliteFavoriteRepository::new(pool.clone())),
         }
     }

@@ -1,8 +1,13 @@
+use crate::secrets::RotatingSecret;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
@@ -16,25 +21,193 @@ use crate::ports::{
     Listing, UserByEmail, UserInserter,
 };
 
-pub struct PgUserRepository {
+/// A Postgres pool and how to use it. Behind RDS Proxy (`named_statements: false`) every
+/// statement is sent unnamed, so no session ever holds a prepared statement and the proxy can
+/// hand the server connection to another client after each transaction. With credentials from
+/// a secret, a connection the server refuses (the password was rotated) makes us read the
+/// secret again and connect once more.
+#[derive(Clone)]
+pub struct Pg {
     pool: PgPool,
+    named_statements: bool,
+    credentials: Option<Arc<PgCredentials>>,
+}
+
+/// Credentials from a stored secret, and which version of it the pool connects with.
+pub struct PgCredentials {
+    secret: RotatingSecret,
+    overrides: Overrides,
+    ca_bundle: Vec<u8>,
+    in_use: std::sync::Mutex<String>,
+}
+
+/// Where to connect, when set, instead of what the secret says (the RDS Proxy endpoint).
+#[derive(Clone, Default)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub name: Option<String>,
+}
+
+/// The JSON of an RDS secret (the shape RDS and its rotation functions write).
+#[derive(serde::Deserialize)]
+struct RdsSecret {
+    username: String,
+    password: String,
+    host: Option<String>,
+    #[serde(default, deserialize_with = "port_number_or_text")]
+    port: Option<u16>,
+    dbname: Option<String>,
+}
+
+fn port_number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("port out of range")),
+        Some(serde_json::Value::String(s)) => s.parse().map(Some).map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("port must be a number")),
+    }
+}
+
+impl PgCredentials {
+    pub fn new(secret: RotatingSecret, overrides: Overrides, ca_bundle: Vec<u8>) -> Self {
+        Self {
+            secret,
+            overrides,
+            ca_bundle,
+            in_use: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    /// Connection options from the secret's current value: TLS required, the server's
+    /// certificate verified against the CA bundle and its name against the host.
+    pub async fn options(&self) -> anyhow::Result<PgConnectOptions> {
+        let version = self.secret.get().await?;
+        let options = self.options_of(&version)?;
+        *self.in_use.lock().expect("not poisoned") = version.version_id;
+        Ok(options)
+    }
+
+    fn options_of(&self, version: &crate::ports::SecretVersion) -> anyhow::Result<PgConnectOptions> {
+        let secret: RdsSecret = serde_json::from_str(version.value.expose_secret())
+            .map_err(|e| anyhow::anyhow!("the database secret is not the JSON of an RDS secret: {e}"))?;
+        let host = self
+            .overrides
+            .host
+            .clone()
+            .or(secret.host)
+            .context("the database secret has no host and DATABASE_HOST is not set")?;
+        let name = self
+            .overrides
+            .name
+            .clone()
+            .or(secret.dbname)
+            .unwrap_or_else(|| "postgres".into());
+        let port = self.overrides.port.or(secret.port).unwrap_or(5432);
+        Ok(PgConnectOptions::new_without_pgpass()
+            .host(&host)
+            .port(port)
+            .username(&secret.username)
+            .password(&secret.password)
+            .database(&name)
+            .ssl_mode(PgSslMode::VerifyFull)
+            .ssl_root_cert_from_pem(self.ca_bundle.clone()))
+    }
+
+    /// The server refused the password we connect with: read the secret again. The options
+    /// to retry with, or `None` when the secret has not changed (retrying would not help).
+    async fn refused(&self) -> Option<PgConnectOptions> {
+        let refused = self.in_use.lock().expect("not poisoned").clone();
+        if !self.secret.refused(&refused).await {
+            return None;
+        }
+        match self.options().await {
+            Ok(options) => Some(options),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "the rotated database secret is unusable");
+                None
+            }
+        }
+    }
+}
+
+impl Pg {
+    pub fn new(pool: PgPool, named_statements: bool, credentials: Option<Arc<PgCredentials>>) -> Self {
+        Self {
+            pool,
+            named_statements,
+            credentials,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A connection from the pool. Authentication is checked only when a connection opens,
+    /// so this is the one place a rotated password shows, and the one place it is handled.
+    pub async fn connection(&self) -> Result<PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        match self.pool.acquire().await {
+            Err(error) if is_auth_failure(&error) => {
+                let Some(credentials) = &self.credentials else {
+                    return Err(error);
+                };
+                let Some(options) = credentials.refused().await else {
+                    return Err(error);
+                };
+                tracing::info!("database password refused; reconnecting with the rotated secret");
+                self.pool.set_connect_options(options);
+                self.pool.acquire().await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether statements may be prepared by name and cached on the connection.
+    fn persistent(&self) -> bool {
+        self.named_statements
+    }
+}
+
+/// "password authentication failed" (28P01) or "no such role / not allowed" (28000).
+fn is_auth_failure(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "28P01" || code == "28000")
+}
+
+pub struct PgUserRepository {
+    db: Pg,
 }
 
 impl PgUserRepository {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Pg) -> Self {
+        Self { db }
     }
 }
 
 #[async_trait]
 impl UserInserter for PgUserRepository {
     async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
-        let result = sqlx::query(INSERT_USER)
-            .bind(user.id.as_uuid())
-            .bind(user.email.as_str())
-            .bind(user.password_hash.as_str())
-            .execute(&self.pool)
-            .await;
+        let result = match self.db.connection().await {
+            Ok(mut conn) => {
+                sqlx::query(INSERT_USER)
+                    .persistent(self.db.persistent())
+                    .bind(user.id.as_uuid())
+                    .bind(user.email.as_str())
+                    .bind(user.password_hash.as_str())
+                    .execute(&mut *conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         user_inserted(result)
     }
 }
@@ -42,9 +215,11 @@ impl UserInserter for PgUserRepository {
 #[async_trait]
 impl UserByEmail for PgUserRepository {
     async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
         let row: Option<(Uuid, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
+            .persistent(self.db.persistent())
             .bind(email.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .context("selecting a user by email")?;
         row.map(|(id, email, hash)| user_from_columns(id, &email, hash))
@@ -53,12 +228,12 @@ impl UserByEmail for PgUserRepository {
 }
 
 pub struct PgFavoriteRepository {
-    pool: PgPool,
+    db: Pg,
 }
 
 impl PgFavoriteRepository {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Pg) -> Self {
+        Self { db }
     }
 }
 
@@ -80,11 +255,13 @@ const INSERT_FAVORITE: &str = "
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
         let result: Result<(_, _, Option<i64>), _> = sqlx::query_as(INSERT_FAVORITE)
+            .persistent(self.db.persistent())
             .bind(user.as_uuid())
             .bind(asset.id.as_str())
             .bind(stored_asset(asset)?)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await;
         let (value, version) = favorite_inserted(result, asset)?;
         Ok(Changed {
@@ -97,10 +274,12 @@ impl FavoriteInserter for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteGetter for PgFavoriteRepository {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
         let row: Option<FavoriteRow> = sqlx::query_as(SELECT_FAVORITE)
+            .persistent(self.db.persistent())
             .bind(user.as_uuid())
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .context("selecting a favorite")?;
         row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
@@ -116,6 +295,7 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         id: &FavoriteId,
         description: &Description,
     ) -> anyhow::Result<Option<Changed<Favorite>>> {
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
         let row: Option<(String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
             "with updated as (
                  update favorites
@@ -131,8 +311,9 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         )
         .bind(user.as_uuid())
         .bind(id.as_str())
+        .persistent(self.db.persistent())
         .bind(description.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .context("updating a favorite's description")?;
         row.map(|(id, asset, created, updated, version)| {
@@ -148,6 +329,7 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
     async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
         let version: Option<Option<i64>> = sqlx::query_scalar(
             "with deleted as (
                  delete from favorites where user_id = $1 and id = $2 returning id
@@ -159,8 +341,9 @@ impl FavoriteRemover for PgFavoriteRepository {
              select (select favorites_version from bumped) from deleted",
         )
         .bind(user.as_uuid())
+        .persistent(self.db.persistent())
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .context("deleting a favorite")?;
         version.map(version_from_column).transpose()
@@ -178,8 +361,13 @@ const LIST_SELECT: &str = r#"
       from favorites
      where user_id = $1"#;
 
-async fn read_version<'e>(executor: impl sqlx::PgExecutor<'e>, user: UserId) -> anyhow::Result<FavoritesVersion> {
+async fn read_version<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    persistent: bool,
+    user: UserId,
+) -> anyhow::Result<FavoritesVersion> {
     let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+        .persistent(persistent)
         .bind(user.as_uuid())
         .fetch_optional(executor)
         .await
@@ -191,10 +379,15 @@ impl PgFavoriteRepository {
     /// The listing's transaction: read-only and repeatable-read, so that a version read in it
     /// and every row of the cursor belong to one snapshot.
     async fn listing_transaction(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.pool
-            .begin_with("begin isolation level repeatable read read only")
-            .await
-            .context("starting the listing transaction")
+        use sqlx::SqlSafeStr;
+        let conn = self.db.connection().await.context("connecting to the database")?;
+        // A transaction, not `SET TRANSACTION`: its settings end with it and pin nothing.
+        sqlx::Transaction::begin(
+            conn,
+            Some("begin isolation level repeatable read read only".into_sql_str()),
+        )
+        .await
+        .context("starting the listing transaction")
     }
 }
 
@@ -203,6 +396,7 @@ impl PgFavoriteRepository {
 /// further batch is fetched and the transaction's rollback closes the cursor.
 async fn cursor(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    persistent: bool,
     user: UserId,
     query: ListQuery,
 ) -> anyhow::Result<FavoriteStream> {
@@ -220,6 +414,7 @@ async fn cursor(
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
     // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
     let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare))
+        .persistent(persistent)
         .bind(user.as_uuid())
         .bind(offset)
         .bind(limit);
@@ -230,7 +425,9 @@ async fn cursor(
     Ok(Box::pin(async_stream::try_stream! {
         let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
         loop {
-            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str())).fetch(&mut *tx);
+            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str()))
+                .persistent(persistent)
+                .fetch(&mut *tx);
             let mut fetched = 0;
             while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing cursor")? {
                 fetched += 1;
@@ -248,19 +445,20 @@ async fn cursor(
 #[async_trait]
 impl FavoriteLister for PgFavoriteRepository {
     async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream> {
-        cursor(self.listing_transaction().await?, user, query).await
+        cursor(self.listing_transaction().await?, self.db.persistent(), user, query).await
     }
 
     async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
         let mut tx = self.listing_transaction().await?;
-        let version = read_version(&mut *tx, user).await?;
+        let version = read_version(&mut *tx, self.db.persistent(), user).await?;
         Ok(Listing {
             version,
-            rows: cursor(tx, user, query).await?,
+            rows: cursor(tx, self.db.persistent(), user, query).await?,
         })
     }
 
     async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
-        read_version(&self.pool, user).await
+        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        read_version(&mut *conn, self.db.persistent(), user).await
     }
 }

@@ -1,0 +1,275 @@
+//! Postgres the way production reaches it: through RDS Proxy (nothing may pin a session) and
+//! with credentials from a rotated Secrets Manager secret over verified TLS.
+//!
+//! Needs TEST_DATABASE_URL, AWS_ENDPOINT_URL (moto) and the private TLS Postgres that
+//! `make test` starts (TEST_TLS_PG_ADMIN_URL, TEST_TLS_PG_PORT, TEST_TLS_PG_CA).
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use shared::adapters::secrets_manager::SecretsManagerSource;
+use shared::adapters::sql::Database;
+use shared::config::{DatabaseConfig, DatabaseTarget};
+use shared::domain::{AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
+use shared::ports::{DatabaseHealth, ListQuery, SecretSource};
+use sqlx::Connection;
+use support::aws;
+
+fn proxy_config(url: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        proxy: true,
+        // One connection: every operation below runs on the session we then inspect.
+        max_connections: 1,
+        ..DatabaseConfig::for_url(url)
+    }
+}
+
+/// Every operation of every function, once: signup, login, add, get, update, remove, list
+/// (both listings and the version read) and the health check.
+async fn every_operation(db: &Database) {
+    let user = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("proxy-{}@example.com", uuid::Uuid::new_v4())).unwrap(),
+        password_hash: PasswordHash::new("$2b$04$hash".into()),
+    };
+    let users = db.users();
+    users.insert_user(&user).await.unwrap();
+    assert!(users.user_by_email(&user.email).await.unwrap().is_some());
+    let favorites = db.favorites();
+    for id in ["a", "b"] {
+        let input: AssetInput =
+            serde_json::from_value(serde_json::json!({"id": id, "type": "insight", "name": id, "content": "c"}))
+                .unwrap();
+        favorites
+            .insert_favorite(user.id, &input.parse().unwrap())
+            .await
+            .unwrap();
+    }
+    let a = FavoriteId::parse("a").unwrap();
+    assert!(favorites.get_favorite(user.id, &a).await.unwrap().is_some());
+    let description = Description::parse("d").unwrap();
+    assert!(
+        favorites
+            .update_description(user.id, &a, &description)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let query = || ListQuery {
+        after: None,
+        offset: 0,
+        limit: Some(10),
+    };
+    let listed: Vec<_> = favorites
+        .list_favorites(user.id, query())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    let listing = favorites.list_favorites_versioned(user.id, query()).await.unwrap();
+    let rows: Vec<_> = listing.rows.try_collect().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    favorites.favorites_version(user.id).await.unwrap();
+    assert!(favorites.remove_favorite(user.id, &a).await.unwrap().is_some());
+    db.ping().await.unwrap();
+}
+
+async fn session_state(db: &Database) -> (i64, i64, i64) {
+    let Database::Postgres(pg) = db else {
+        panic!("a Postgres database")
+    };
+    let mut conn = pg.pool().acquire().await.unwrap();
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).persistent(false);
+    let prepared = count("select count(*) from pg_prepared_statements")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let advisory = count("select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let temporary = count("select count(*) from pg_class where relpersistence = 't'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (prepared, advisory, temporary)
+}
+
+#[tokio::test]
+async fn in_proxy_mode_no_operation_leaves_anything_that_pins_a_proxy_session() {
+    let test = support::postgres().await;
+    let db = Database::connect(&proxy_config(&test.url), None).await.unwrap();
+    every_operation(&db).await;
+    assert_eq!(
+        session_state(&db).await,
+        (0, 0, 0),
+        "prepared statements, advisory locks, temporary tables"
+    );
+}
+
+#[tokio::test]
+async fn outside_proxy_mode_statements_are_prepared_by_name_so_the_check_above_can_fail() {
+    let test = support::postgres().await;
+    let db = Database::connect(
+        &DatabaseConfig {
+            max_connections: 1,
+            ..DatabaseConfig::for_url(&test.url)
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    every_operation(&db).await;
+    let (prepared, _, _) = session_state(&db).await;
+    assert!(prepared > 0, "direct connections cache named statements");
+}
+
+/// The private TLS Postgres: an admin connection over its socket, and a role that logs in
+/// with a password over TCP, owning a fresh database.
+struct TlsServer {
+    admin: sqlx::PgConnection,
+    role: String,
+    database: String,
+}
+
+impl TlsServer {
+    async fn new(password: &str) -> Self {
+        let url = std::env::var("TEST_TLS_PG_ADMIN_URL").expect("TEST_TLS_PG_ADMIN_URL: run `make test`");
+        let mut admin = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("the TLS Postgres admin socket");
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let (role, database) = (format!("app_{suffix}"), format!("favorites_{suffix}"));
+        for sql in [
+            format!("create role {role} login password '{password}'"),
+            format!("create database {database} owner {role}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        Self { admin, role, database }
+    }
+
+    fn secret(&self, password: &str) -> String {
+        serde_json::json!({
+            "engine": "postgres",
+            "username": self.role,
+            "password": password,
+            "host": "127.0.0.1",
+            "port": std::env::var("TEST_TLS_PG_PORT").unwrap().parse::<u16>().unwrap(),
+            "dbname": self.database,
+        })
+        .to_string()
+    }
+
+    /// What the rotation function does to the database: a new password, and the sessions
+    /// opened with the old one ended (as a failover or the proxy's recycling would).
+    async fn change_password(&mut self, password: &str) {
+        for sql in [
+            format!("alter role {} password '{password}'", self.role),
+            format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity where usename = '{}'",
+                self.role
+            ),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut self.admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn secret_config(secret_id: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        target: DatabaseTarget::Secret {
+            id: secret_id.to_string(),
+            host: None,
+            port: None,
+            name: None,
+        },
+        proxy: true,
+        max_connections: 1,
+        ca_bundle: Some(PathBuf::from(std::env::var("TEST_TLS_PG_CA").unwrap())),
+        // Long: a refresh below comes from the refused password, not from the TTL.
+        secrets_ttl: Duration::from_secs(3600),
+        ..DatabaseConfig::for_url("postgres://unused")
+    }
+}
+
+async fn secrets() -> Arc<dyn SecretSource> {
+    Arc::new(SecretsManagerSource::new(aws().await))
+}
+
+#[tokio::test]
+async fn credentials_come_from_the_secret_over_verified_tls() {
+    let server = TlsServer::new("first-password").await;
+    let id = support::create_secret(&server.secret("first-password")).await;
+    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    every_operation(&db).await;
+    let Database::Postgres(pg) = &db else { unreachable!() };
+    let ssl: bool = sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        .persistent(false)
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert!(ssl, "the session is encrypted");
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let server = TlsServer::new("pw-ca-check").await;
+    let id = support::create_secret(&server.secret("pw-ca-check")).await;
+    // The built-in bundle holds only the RDS CAs, which did not sign the test server.
+    let config = DatabaseConfig {
+        ca_bundle: None,
+        ..secret_config(&id)
+    };
+    let db = Database::connect(&config, Some(&secrets().await)).await.unwrap();
+    let error = db.ping().await.unwrap_err();
+    assert!(format!("{error:#}").to_lowercase().contains("certificate"), "{error:#}");
+}
+
+#[tokio::test]
+async fn after_a_password_rotation_the_next_connection_reads_the_secret_again() {
+    let mut server = TlsServer::new("before-rotation").await;
+    let id = support::create_secret(&server.secret("before-rotation")).await;
+    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    every_operation(&db).await;
+
+    // Rotation: the database changes first, then the secret (the rotation function's order
+    // is create, set, test, finish; between set and finish old credentials fail).
+    server.change_password("after-rotation").await;
+    support::rotate_secret(&id, &server.secret("after-rotation")).await;
+    every_operation(&db).await;
+}
+
+#[tokio::test]
+async fn a_refused_password_with_an_unchanged_secret_fails_without_looping() {
+    let mut server = TlsServer::new("the-password").await;
+    let id = support::create_secret(&server.secret("the-password")).await;
+    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
+        .await
+        .unwrap();
+    db.ping().await.unwrap();
+    server.change_password("changed-behind-our-back").await;
+    let error = db.ping().await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("password authentication failed"),
+        "{error:#}"
+    );
+}
