@@ -45,6 +45,9 @@ env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$db_url"
 
 data_dir=$(mktemp -d "$REPO_ROOT/.local/replay-data.XXXXXX")
 add_cleanup "rm -rf '$data_dir'"
+# The events expect neither the cache nor enrichment: settings exported in the caller's shell
+# must not switch them on.
+unset REDIS_URL ENRICHMENT_URL ENRICHMENT_API_KEY
 # REST API (v1) events carry the stage in requestContext.path, as deployed (template.yaml).
 start_emulator debug "$LOG" \
 	DATABASE_URL="$db_url" \
