@@ -43,9 +43,21 @@ def problem(message: str) -> None:
     problems.append(message)
 
 
+def unless_absent(value):
+    """A value that is either there or AWS::NoValue under a condition, as if it were there:
+    Fn::If [c, x, NoValue] gives x."""
+    if isinstance(value, dict) and list(value) == ["Fn::If"]:
+        branches = [b for b in value["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"}]
+        if len(branches) == 1:
+            return unless_absent(branches[0])
+    return value
+
+
 def ref_name(value):
     """The resource or parameter a value points at: Ref X and GetAtt X.Arn give X; a Fn::If
-    gives the tuple of its branches; anything else is returned as is."""
+    gives the tuple of its branches (one that may be absent counts as present); anything else
+    is returned as is."""
+    value = unless_absent(value)
     if isinstance(value, dict) and len(value) == 1:
         (key, arg), = value.items()
         if key == "Ref":
@@ -170,6 +182,7 @@ def check_permissions(template: dict) -> None:
         tables_named = {ref_name(v) for k, v in env.items() if k.endswith("_TABLE")}
         secrets_allowed, tables_allowed = set(), set()
         for policy in props.get("Policies", []):
+            policy = unless_absent(policy)
             if not isinstance(policy, dict):
                 problem(f"{logical_id}: managed policy {policy!r}: name what it may read instead")
                 continue
