@@ -29,8 +29,8 @@ ensure_venv
 ensure_cargo_lambda
 need_cmd curl
 ensure_postgres
-# A no-op after make test's build; the emulator runs these binaries.
-cargo build --workspace --locked --bins
+# The same build as make test's (a no-op after it); the emulator runs these binaries.
+cargo build --workspace --locked
 
 step "Replay events: database with the fixture user, emulator with the fixture key" "see $LOG"
 mkdir -p .local
