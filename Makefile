@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test bench-login bench-list bench-cache bench-enrichment fmt lint
+.PHONY: help run test infra-check replay-events bench-login bench-list bench-cache bench-enrichment fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -19,6 +19,12 @@ run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JW
 
 test: ## Format check, clippy, build, then all tests against Postgres, Redis and the emulated API
 	@scripts/test.sh
+
+infra-check: ## SAM template offline: cfn-lint, sam validate --lint, routes vs infra/openapi.yaml, sam build (scripts/infra-check.sh)
+	@scripts/infra-check.sh
+
+replay-events: ## Replay every events/*/*.json through the emulator with cargo lambda invoke, check each status (scripts/replay-events.sh)
+	@scripts/replay-events.sh
 
 bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (scripts/bench-login.sh)
 	@test -x scripts/bench-login.sh || { echo "error: scripts/bench-login.sh is missing or not executable" >&2; exit 1; }

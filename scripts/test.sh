@@ -10,7 +10,8 @@
 #   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, tables and the
 #      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
 #   5. cargo nextest run --profile ci (unit, integration and e2e tests)
-#   6. extra_checks (see below)
+#   6. extra_checks (see below): the API contract (schemathesis), the SAM template (lint, routes,
+#      sam build) and the sample events replayed through `cargo lambda invoke`
 #
 # Arguments are passed to `cargo nextest run`, e.g. `scripts/test.sh -E 'test(login)'`.
 # Everything started here is stopped and dropped on exit, success or not.
@@ -34,6 +35,16 @@ E2E_LOG="$REPO_ROOT/.local/e2e-emulator.log"
 extra_checks() {
 	step "API contract: schemathesis against infra/openapi.yaml" "reproduce with: make run, then scripts/api-check.sh http://127.0.0.1:9000"
 	scripts/api-check.sh "$E2E_BASE_URL"
+
+	step "SAM template: cfn-lint, sam validate --lint, routes and permissions (scripts/infra-check.sh lint)" "reproduce with: scripts/infra-check.sh lint"
+	scripts/infra-check.sh lint
+
+	# Its own emulator and database: the events need the fixture key and user (see the script).
+	step "Events: every events/*/*.json through cargo lambda invoke (scripts/replay-events.sh)" "reproduce with: make replay-events"
+	scripts/replay-events.sh
+
+	step "SAM build: sam build of every function (scripts/infra-check.sh build)" "reproduce with: scripts/infra-check.sh build"
+	scripts/infra-check.sh build
 }
 # ---------------------------------------------------------------------------------------------
 
