@@ -358,3 +358,38 @@ fn kid(token: &str) -> String {
         .kid
         .expect("tokens carry a kid")
 }
+
+#[tokio::test]
+async fn a_rotated_enrichment_key_is_read_again_when_the_service_refuses_the_old_one() {
+    use e2e::enrichment_server::{Mode, spawn};
+    use shared::adapters::enrichment::HttpEnrichmentClient;
+    use shared::ports::{AssetRef, EnrichmentClient};
+    use shared::secrets::RotatingSecret;
+
+    let id = support::create_secret("old-api-key").await;
+    let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
+    let key = RotatingSecret::from_setting(
+        &SecretSetting::Stored { id: id.clone() },
+        Some(&source),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    // The service already accepts only the new key; the instance holds the old one.
+    let (url, _fake) = spawn("new-api-key", Mode::Healthy { latency_ms: 0 }).await;
+    let client = HttpEnrichmentClient::new(&url, key).unwrap();
+    let assets = [AssetRef {
+        id: "a".into(),
+        kind: "chart".into(),
+    }];
+    let timeout = Duration::from_secs(2);
+    assert!(
+        client.fetch(&assets, "r1", timeout).await.is_err(),
+        "the secret has not rotated yet"
+    );
+
+    support::rotate_secret(&id, "new-api-key").await;
+    let refused = client.fetch(&assets, "r2", timeout).await.unwrap_err();
+    assert!(refused.retriable, "a newer key is in hand: worth another attempt");
+    let metadata = client.fetch(&assets, "r3", timeout).await.unwrap();
+    assert!(metadata.contains_key("a"));
+}
