@@ -560,9 +560,25 @@ start_emulator() {
 # release_build BIN...: the workspace in release (one step of the run), and a check that each
 # named binary came out of it.
 release_build() {
-	local bin
 	step "Build: cargo build --release --workspace --locked" "fix the build errors above"
 	cargo build --release --workspace --locked
+	_check_release_bins "$@"
+}
+
+# release_build_packages PKG...: only these packages in release, in one cargo invocation, so
+# that features are unified across them alone (not with the test crate's), as in a deployment
+# build; each must have a binary of its own name.
+release_build_packages() {
+	local pkg
+	local -a args=()
+	for pkg in "$@"; do args+=(-p "$pkg"); done
+	step "Build: cargo build --release --locked ${args[*]}" "fix the build errors above"
+	cargo build --release --locked "${args[@]}"
+	_check_release_bins "$@"
+}
+
+_check_release_bins() {
+	local bin
 	for bin in "$@"; do
 		[ -x "$CARGO_TARGET_DIR/release/$bin" ] || die "$CARGO_TARGET_DIR/release/$bin is missing after the release build"
 	done
