@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check replay-events bench-login bench-list bench-cache bench-enrichment fmt lint
+.PHONY: help run test infra-check replay-events bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -38,6 +38,9 @@ bench-cache: ## Cached vs uncached list pages: Redis round trips per page, p50/p
 
 bench-enrichment: ## List latency: no enrichment, healthy at 0/5/50 ms, service down with the circuit open (scripts/bench-enrichment.sh)
 	@scripts/bench-enrichment.sh
+
+bench-coldstart: ## Cold start (init, first answer) and binary size of each function vs a bare lambda_http hello (scripts/bench-coldstart.sh)
+	@scripts/bench-coldstart.sh
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

@@ -52,9 +52,6 @@ BENCH_SIZES="50 1000"
 BENCH_REPORT="$REPO_ROOT/.local/bench-cache.md"
 LOG_UNCACHED="$REPO_ROOT/.local/bench-cache-uncached.log"
 LOG_CACHED="$REPO_ROOT/.local/bench-cache-cached.log"
-# How long the measured part waits for a running scripts/test.sh, and how often it looks.
-TEST_WAIT_SECONDS="${TEST_WAIT_SECONDS:-1200}"
-TEST_POLL_SECONDS=15
 
 for knob in BENCH_SECONDS BENCH_CONCURRENCY BENCH_RUNS BENCH_RT_REQUESTS BENCH_NOHOP_REQUESTS BENCH_FAVORITES; do
 	[[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
@@ -214,24 +211,6 @@ nohop_measure() {
 	PY
 }
 
-# wait_for_tests: wait while a scripts/test.sh runs on this machine (a concurrent build would
-# skew the figures); after TEST_WAIT_SECONDS go on, noting it in the report.
-TESTS_RUNNING_NOTE=""
-wait_for_tests() {
-	local waited=0 pids
-	while pids=$(pgrep -f 'scripts/test\.sh' | grep -vx "$$" | tr '\n' ' ') && [ -n "$pids" ]; do
-		if [ "$waited" -ge "$TEST_WAIT_SECONDS" ]; then
-			warn "scripts/test.sh (pid $pids) still runs after ${TEST_WAIT_SECONDS}s; measuring anyway"
-			TESTS_RUNNING_NOTE="scripts/test.sh was running during the measurements (waited ${TEST_WAIT_SECONDS}s)"
-			return 0
-		fi
-		[ $((waited % 60)) -ne 0 ] || say "scripts/test.sh is running (pid $pids); waiting (${waited}s so far, at most ${TEST_WAIT_SECONDS}s)"
-		sleep "$TEST_POLL_SECONDS"
-		waited=$((waited + TEST_POLL_SECONDS))
-	done
-	[ "$waited" -eq 0 ] || say "scripts/test.sh finished; waited ${waited}s"
-}
-
 # ---------------------------------------------------------------------------------------------
 
 step "Tools: project venv, cargo-lambda, curl, python3, redis-server, redis-cli, hey" "delete .venv and rerun to rebuild it"
@@ -334,7 +313,7 @@ done
 step_done
 
 step "Waiting while another scripts/test.sh runs (at most ${TEST_WAIT_SECONDS}s)"
-wait_for_tests
+wait_for_tests 'scripts/test\.sh' scripts/test.sh
 
 step "Round trips: $BENCH_RT_REQUESTS sequential cached requests of limit=50, Redis INFO commandstats and MONITOR" \
 	"see $LOG_CACHED and $DATA_DIR/monitor.log"

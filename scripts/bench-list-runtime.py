@@ -28,14 +28,14 @@ POST /2018-06-01/runtime/invocation/<id>/response|error, POST /2018-06-01/runtim
 import json
 import os
 import queue
-import socket
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-PREFIX = "/2018-06-01/runtime"
+from runtime_api import PREFIX, RuntimeApiHandler
+
 QUICKACK = os.environ.get("BENCH_RUNTIME_QUICKACK") == "1"
 ITEM_MARK = b'"created_at":'
 JSON_END = b'],"next_cursor":null}'
@@ -85,37 +85,14 @@ def v2_event(token: str, raw_query: str) -> bytes:
     ).encode()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = QUICKACK  # TCP_NODELAY on accepted connections
+class Handler(RuntimeApiHandler):
+    disable_nagle_algorithm = QUICKACK  # and quick ACKs: see scripts/runtime_api.py
 
-    def log_message(self, *args):  # quiet
-        pass
-
-    def quickack(self) -> None:
-        """With QUICKACK, ACK what arrives next at once (Linux resets this after a while)."""
-        if QUICKACK:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-
-    def handle_one_request(self) -> None:
-        self.quickack()
-        super().handle_one_request()
-
-    def reply(self, status: int, body: bytes, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def read_body(self) -> tuple[int, int, bytes, bytes, dict]:
+    def read_counted_body(self) -> tuple[int, int, bytes, bytes, dict]:
         """Reads a chunked or sized request body; returns (bytes, items, head, tail, trailers)."""
         total = items = 0
         head = b""
         tail = b""
-        trailers: dict = {}
         carry = b""
 
         def take(data: bytes) -> None:
@@ -130,35 +107,7 @@ class Handler(BaseHTTPRequestHandler):
             carry = window[-(len(ITEM_MARK) - 1) :]
             tail = (tail + data)[-256:]
 
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            rfile = self.rfile
-            while True:
-                self.quickack()
-                line = rfile.readline(1024)
-                if not line:
-                    raise ConnectionError("connection closed inside a chunked body")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while True:
-                        t = rfile.readline(65536)
-                        if t in (b"\r\n", b"\n", b""):
-                            break
-                        k, _, v = t.decode("latin-1").partition(":")
-                        trailers[k.strip().lower()] = v.strip()
-                    break
-                remaining = size
-                while remaining:
-                    self.quickack()
-                    data = rfile.read(min(remaining, 1 << 20))
-                    if not data:
-                        raise ConnectionError("connection closed inside a chunk")
-                    remaining -= len(data)
-                    take(data)
-                rfile.readline(16)
-        else:
-            n = int(self.headers.get("content-length", "0"))
-            if n:
-                take(self.rfile.read(n))
+        trailers = self.read_body(take)
         return total, items, head, tail, trailers
 
     def do_GET(self):
@@ -204,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, json.dumps(body).encode())
             return
         if path == f"{PREFIX}/init/error":
-            _, _, head, _, _ = self.read_body()
+            _, _, head, _, _ = self.read_counted_body()
             init_errors.append("init error: " + head.decode("utf-8", "replace"))
             with results_lock:
                 results_lock.notify_all()
@@ -213,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith(f"{PREFIX}/invocation/") and path.endswith(("/response", "/error")):
             request_id = path[len(f"{PREFIX}/invocation/") :].rsplit("/", 1)[0]
             try:
-                total, items, head, tail, trailers = self.read_body()
+                total, items, head, tail, trailers = self.read_counted_body()
                 error = None
             except Exception as e:  # noqa: BLE001 - reported to the control request
                 total, items, head, tail, trailers, error = 0, 0, b"", b"", {}, f"reading the response: {e}"

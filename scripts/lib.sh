@@ -317,6 +317,27 @@ stop_by_env() {
 	kill -KILL $alive 2>/dev/null || true
 }
 
+# wait_for_tests PATTERN WHAT: wait while a process whose command line matches the extended
+# regular expression PATTERN (e.g. 'scripts/test\.sh'; WHAT names it in messages) runs on this
+# machine, since a concurrent build would skew a benchmark's figures. After TEST_WAIT_SECONDS
+# (default 1200) go on anyway, with TESTS_RUNNING_NOTE set for the report.
+TEST_WAIT_SECONDS="${TEST_WAIT_SECONDS:-1200}"
+TESTS_RUNNING_NOTE=""
+wait_for_tests() {
+	local pattern=$1 what=$2 limit=$TEST_WAIT_SECONDS poll=15 waited=0 pids
+	while pids=$(pgrep -f "$pattern" | grep -vx "$$" | tr '\n' ' ') && [ -n "$pids" ]; do
+		if [ "$waited" -ge "$limit" ]; then
+			warn "$what (pid $pids) still runs after ${limit}s; measuring anyway"
+			TESTS_RUNNING_NOTE="$what was running during the measurements (waited ${limit}s)"
+			return 0
+		fi
+		[ $((waited % 60)) -ne 0 ] || say "$what is running (pid $pids); waiting (${waited}s so far, at most ${limit}s)"
+		sleep "$poll"
+		waited=$((waited + poll))
+	done
+	[ "$waited" -eq 0 ] || say "$what finished; waited ${waited}s"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Python venv and cargo-lambda
 
@@ -640,9 +661,25 @@ start_emulator() {
 # release_build BIN...: the workspace in release (one step of the run), and a check that each
 # named binary came out of it.
 release_build() {
-	local bin
 	step "Build: cargo build --release --workspace --locked" "fix the build errors above"
 	cargo build --release --workspace --locked
+	_check_release_bins "$@"
+}
+
+# release_build_packages PKG...: only these packages in release, in one cargo invocation, so
+# that features are unified across them alone (not with the test crate's), as in a deployment
+# build; each must have a binary of its own name.
+release_build_packages() {
+	local pkg
+	local -a args=()
+	for pkg in "$@"; do args+=(-p "$pkg"); done
+	step "Build: cargo build --release --locked ${args[*]}" "fix the build errors above"
+	cargo build --release --locked "${args[@]}"
+	_check_release_bins "$@"
+}
+
+_check_release_bins() {
+	local bin
 	for bin in "$@"; do
 		[ -x "$CARGO_TARGET_DIR/release/$bin" ] || die "$CARGO_TARGET_DIR/release/$bin is missing after the release build"
 	done
