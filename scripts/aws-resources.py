@@ -2,13 +2,14 @@
 """Creates the AWS resources the functions use, in the account AWS_ENDPOINT_URL points at (a
 moto server in `make test`; never run against a real account: template.yaml owns those).
 
-    aws-resources.py PREFIX JWT_KEY
+    aws-resources.py PREFIX JWT_KEY [DATABASE_SECRET_JSON]
 
 creates the DynamoDB tables PREFIX-idempotency and PREFIX-login-throttle (partition key `id`,
-TTL attribute `expires_at`, on-demand) and the secret PREFIX/jwt-key holding JWT_KEY, then
-prints shell assignments for the functions' environment:
+TTL attribute `expires_at`, on-demand), the secret PREFIX/jwt-key holding JWT_KEY and, when
+given, the secret PREFIX/database holding the RDS-style JSON; then prints shell assignments for
+the functions' environment:
 
-    IDEMPOTENCY_TABLE=...  LOGIN_THROTTLE_TABLE=...  JWT_SECRET_ARN=...
+    IDEMPOTENCY_TABLE=...  LOGIN_THROTTLE_TABLE=...  JWT_SECRET_ARN=...  [DATABASE_SECRET_ARN=...]
 """
 
 import os
@@ -18,7 +19,7 @@ import boto3
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     prefix, jwt_key = sys.argv[1], sys.argv[2]
@@ -39,10 +40,14 @@ def main() -> int:
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
         tables[name] = table
-    secret = boto3.client("secretsmanager").create_secret(Name=f"{prefix}/jwt-key", SecretString=jwt_key)
+    secrets = boto3.client("secretsmanager")
+    secret = secrets.create_secret(Name=f"{prefix}/jwt-key", SecretString=jwt_key)
     print(f"IDEMPOTENCY_TABLE={tables['idempotency']}")
     print(f"LOGIN_THROTTLE_TABLE={tables['login-throttle']}")
     print(f"JWT_SECRET_ARN={secret['ARN']}")
+    if len(sys.argv) == 4:
+        database = secrets.create_secret(Name=f"{prefix}/database", SecretString=sys.argv[3])
+        print(f"DATABASE_SECRET_ARN={database['ARN']}")
     return 0
 
 

@@ -6,8 +6,11 @@
 #      features are unified across these packages only, as in a deployment build, not with the
 #      test crate's); the release profile strips the binaries
 #   2. sizes: each binary in bytes and MiB, and gzip -9 of it (roughly what its Lambda zip weighs)
-#   3. a fresh Postgres database favorites_bench_<random> (from TEST_DATABASE_URL, see
-#      ensure_postgres), migrated, dropped on exit; the Redis of TEST_REDIS_URL (ensure_redis)
+#   3. the production wiring on local stand-ins (aws_env): a moto server for Secrets Manager and
+#      DynamoDB, a private Postgres with TLS and password authentication (both thrown away on
+#      exit); a role and database favorites_bench_<random>, its credentials and the JWT key as
+#      secrets, migrated through the secret; the Redis of TEST_REDIS_URL (ensure_redis). So
+#      every cold start reads its secrets, and every first answer opens a verified TLS session
 #   4. setup through the functions themselves: signup and login of a bench user (its token
 #      authenticates the favorites events); BENCH_RUNS + 12 favorites seeded by SQL
 #   5. waits (at most TEST_WAIT_SECONDS, 20 minutes) while a compilation or a scripts/test.sh
@@ -71,10 +74,28 @@ function_env() {
 	# cache on, the production bcrypt cost, REST API stage names not part of the path.
 	printf '%s\n' \
 		"AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true" \
-		"DATABASE_URL=$BENCH_DATABASE_URL" \
-		"JWT_SECRET=$JWT_SECRET_VALUE" \
 		"BCRYPT_COST=$BENCH_BCRYPT_COST" \
 		"REDIS_URL=$TEST_REDIS_URL"
+	aws_env
+}
+
+# aws_env: the production wiring against the local stand-ins: the database credentials and the
+# JWT key from Secrets Manager (moto), the database over verified TLS with password
+# authentication (the private TLS Postgres) in proxy mode, both DynamoDB tables. Lambda gives
+# every function its role's credentials in the same variables.
+aws_env() {
+	printf '%s\n' \
+		"AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+		"AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
+		"AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
+		"AWS_SESSION_TOKEN=$AWS_SESSION_TOKEN" \
+		"AWS_EC2_METADATA_DISABLED=true" \
+		"DATABASE_SECRET_ARN=$DATABASE_SECRET_ARN" \
+		"DATABASE_PROXY=true" \
+		"DATABASE_CA_BUNDLE=$TEST_TLS_PG_CA" \
+		"JWT_SECRET_ARN=$JWT_SECRET_ARN" \
+		"IDEMPOTENCY_TABLE=$IDEMPOTENCY_TABLE" \
+		"LOGIN_THROTTLE_TABLE=$LOGIN_THROTTLE_TABLE"
 }
 
 # cases: per function, the event of its first invocation and the status it must answer (see
@@ -153,8 +174,11 @@ need_cmd gzip
 mkdir -p .local
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
-step "Postgres" "set TEST_DATABASE_URL to an admin URL of a reachable Postgres, or unset it to get a throwaway server"
-ensure_postgres
+step "AWS APIs: moto server (Secrets Manager, DynamoDB) on 127.0.0.1" "see .local/bench-coldstart-moto.log"
+start_moto "$REPO_ROOT/.local/bench-coldstart-moto.log"
+
+step "Postgres with TLS and password authentication (private, thrown away on exit)" "needs openssl and the postgresql server package"
+start_tls_postgres
 
 step "Redis" "set TEST_REDIS_URL to a reachable Redis, or unset it to get a throwaway server"
 ensure_redis
@@ -169,13 +193,27 @@ for name in "$BASELINE" "${FUNCTIONS[@]}"; do
 	say "$name: ${SIZE[$name]} bytes ($(mib "${SIZE[$name]}") MiB), gzip -9 ${GZIP[$name]} bytes ($(mib "${GZIP[$name]}") MiB)"
 done
 
-step "Database: favorites_bench_<random>, migrated" "does the TEST_DATABASE_URL role have CREATEDB?"
-bench_database >&2 # the migrate binary logs to stdout, which is the report's
+step "Database, secrets and tables: a role with a password owning favorites_bench_<random>, migrated through the secret"
+BENCH_DB_NAME="favorites_bench_$(random_hex 12)"
+BENCH_ROLE="bench_$(random_hex 8)"
+BENCH_ROLE_PASSWORD=$(random_hex 24)
+psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_TLS_PG_ADMIN_URL" \
+	-c "create role $BENCH_ROLE login password '$BENCH_ROLE_PASSWORD'" \
+	-c "create database $BENCH_DB_NAME owner $BENCH_ROLE" || die "could not create the bench role and database"
+# For the setup below (psql, as the superuser over the socket).
+BENCH_DATABASE_URL=$(url_with_db "$TEST_TLS_PG_ADMIN_URL" "$BENCH_DB_NAME")
+JWT_SECRET_VALUE=$(random_hex 48)
+DATABASE_SECRET=$(python3 -c 'import json, sys; print(json.dumps({"engine": "postgres", "username": sys.argv[1], "password": sys.argv[2], "host": "127.0.0.1", "port": int(sys.argv[3]), "dbname": sys.argv[4]}))' \
+	"$BENCH_ROLE" "$BENCH_ROLE_PASSWORD" "$TEST_TLS_PG_PORT" "$BENCH_DB_NAME")
+resources=$(.venv/bin/python scripts/aws-resources.py "favorites-bench-$(random_hex 8)" "$JWT_SECRET_VALUE" "$DATABASE_SECRET") ||
+	die "could not create the tables and secrets in moto"
+eval "$resources"
+# shellcheck disable=SC2046 # one VAR=VALUE per line, no spaces in the values
+env -i $(aws_env) "$CARGO_TARGET_DIR/release/migrate" >&2 || die "migrations failed on $BENCH_DB_NAME"
 
 step "Setup through the functions: sign up and log in a bench user, seed favorites" "the function's log ends the output above"
 DATA_DIR=$(mktemp -d "$REPO_ROOT/.local/bench-coldstart.XXXXXX")
 add_cleanup "rm -rf '$DATA_DIR'"
-JWT_SECRET_VALUE=$(random_hex 48)
 # Marks the functions this run starts. The runtime kills each one it starts; this cleanup
 # only catches one orphaned by a crash.
 LOG_STREAM="bench-coldstart-$(random_hex 12)"
