@@ -9,12 +9,14 @@
 //! - [`app`]: wiring: builds the adapters a function needs, once, from a [`config::Config`].
 //! - [`secrets`]: secrets from a store, cached, refreshed on rotation; the JWT key ring.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`metrics`]: every custom metric's name and meaning, recorded through the `metrics` facade.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod secrets;
 pub mod telemetry;
