@@ -3,8 +3,8 @@
 //! the builders below and contain nothing else.
 //!
 //! Every function also gets, here and only here: JSON logs, the EMF metrics recorder and its
-//! `ColdStart`, and around its router the request layer (`http::observe`: request ids, the
-//! request span, the metrics flush per answer).
+//! `ColdStart`, the graceful-shutdown handler (`shutdown`), and around its router the request
+//! layer (`http::observe`: request ids, the request span, the metrics flush per answer).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,6 +95,9 @@ where
     let router = build(config)
         .await
         .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "cold start failed"))?;
+    // Last, so that what it closes (the pools) exists; before the runtime loop, which ends
+    // the init phase.
+    crate::shutdown::install().await;
     Ok(router)
 }
 
@@ -144,9 +147,12 @@ async fn secret_source(stored: bool) -> Option<Arc<dyn SecretSource>> {
 
 async fn database(config: &Config) -> anyhow::Result<Database> {
     let secrets = secret_source(config.database.uses_stored_secrets()).await;
-    Database::connect(&config.database, secrets.as_ref())
+    let database = Database::connect(&config.database, secrets.as_ref())
         .await
-        .context("connecting to the database")
+        .context("connecting to the database")?;
+    let pool = database.clone();
+    crate::shutdown::on_shutdown("database pool", move || async move { pool.close().await });
+    Ok(database)
 }
 
 /// The JWT keys: read once per cold start (from Secrets Manager when stored there).
@@ -339,6 +345,7 @@ pub async fn run_migrate() -> Result<(), lambda_http::Error> {
         tracing::info!("migrations applied");
         return Ok(());
     }
+    crate::shutdown::install().await;
     let config = &config;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let migrated = migrate(config).await;

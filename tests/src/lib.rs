@@ -2,6 +2,7 @@
 //! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
 
 pub mod enrichment_server;
+pub mod runtime_api;
 
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
