@@ -11,7 +11,8 @@
 #      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
 #   5. cargo nextest run --profile ci (unit, integration and e2e tests)
 #   6. extra_checks (see below): the API contract (schemathesis), the SAM template (lint, routes,
-#      sam build) and the sample events replayed through `cargo lambda invoke`
+#      sam build), the sample events replayed through `cargo lambda invoke`, and the custom
+#      metrics of the dashboard and alarms against what the functions printed
 #
 # Arguments are passed to `cargo nextest run`, e.g. `scripts/test.sh -E 'test(login)'`.
 # Everything started here is stopped and dropped on exit, success or not.
@@ -25,6 +26,7 @@
 E2E_HEALTH_TIMEOUT="${E2E_HEALTH_TIMEOUT:-300}"
 E2E_WARMUP="${E2E_WARMUP:-1}"
 E2E_LOG="$REPO_ROOT/.local/e2e-emulator.log"
+TESTS_FILTERED=$([ "$#" -gt 0 ] && echo 1 || echo 0)
 
 # ---------------------------------------------------------------------------------------------
 # extra_checks: LATER STEPS GO HERE (API schema tester against $E2E_BASE_URL, SAM template
@@ -42,6 +44,15 @@ extra_checks() {
 	# Its own emulator and database: the events need the fixture key and user (see the script).
 	step "Events: every events/*/*.json through cargo lambda invoke (scripts/replay-events.sh)" "reproduce with: make replay-events"
 	scripts/replay-events.sh
+
+	# After the e2e tests and the replay: it compares their emulators' logs with template.yaml,
+	# which only a whole run fills with every metric.
+	if [ "$TESTS_FILTERED" = 1 ]; then
+		warn "metrics check skipped: the tests ran filtered, so the e2e log lacks metrics a whole run prints (make test runs it)"
+	else
+		step "Metrics: the dashboard's and alarms' metrics as the functions print them (scripts/metrics-check.sh)" "reproduce with: make metrics-check (after make test)"
+		scripts/metrics-check.sh
+	fi
 
 	step "SAM build: sam build of every function (scripts/infra-check.sh build)" "reproduce with: scripts/infra-check.sh build"
 	scripts/infra-check.sh build
