@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Property-based check of the running API against infra/openapi.yaml with schemathesis:
 # generated requests (valid and invalid) for every operation, each response checked for
-# no 5xx, a documented status code, a documented content type and a body matching the schema.
+# no 5xx, a documented status code, a documented content type, a body matching the schema and
+# the documented headers (X-Request-ID on every answer).
 #
 #   scripts/api-check.sh http://127.0.0.1:9000      (make test runs it against its emulator)
 #
@@ -40,7 +41,7 @@ PYTHONPATH="$REPO_ROOT/infra${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=sche
 	schemathesis run infra/openapi.yaml \
 	--url "$BASE_URL" \
 	--header "Authorization: Bearer $token" \
-	--checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+	--checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
 	--phases examples,fuzzing,stateful \
 	--max-examples "$MAX_EXAMPLES" \
 	--max-time "$MAX_TIME" \

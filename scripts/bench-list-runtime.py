@@ -22,7 +22,10 @@ by default, up to 40 ms) a piece can wait for the ACK of the previous one; with 
 `seconds` is the function's own time, without those stalls.
 
 Runtime API endpoints served: GET /2018-06-01/runtime/invocation/next,
-POST /2018-06-01/runtime/invocation/<id>/response|error, POST /2018-06-01/runtime/init/error.
+POST /2018-06-01/runtime/invocation/<id>/response|error, POST /2018-06-01/runtime/init/error;
+and of the Extensions API, as Lambda answers the function's graceful-shutdown extension
+(shared/src/shutdown.rs): POST /2020-01-01/extension/register, and
+GET /2020-01-01/extension/event/next, which never answers (no events are subscribed).
 """
 
 import json
@@ -111,6 +114,8 @@ class Handler(RuntimeApiHandler):
         return total, items, head, tail, trailers
 
     def do_GET(self):
+        if self.path == "/2020-01-01/extension/event/next":
+            threading.Event().wait()  # a daemon thread: it ends with the server
         if self.path == f"{PREFIX}/invocation/next":
             request_id, event = events.get()
             with results_lock:
@@ -130,6 +135,10 @@ class Handler(RuntimeApiHandler):
 
     def do_POST(self):
         path = self.path
+        if path == "/2020-01-01/extension/register":
+            body = json.dumps({"functionName": "list-favorites", "functionVersion": "$LATEST", "handler": "bootstrap"})
+            self.reply(200, body.encode(), {"lambda-extension-identifier": str(uuid.uuid4())})
+            return
         if path.split("?", 1)[0] == "/bench/invoke":
             n = int(self.headers.get("content-length", "0"))
             query = self.rfile.read(n).decode() if n else "limit=all"

@@ -85,8 +85,9 @@ out=$(mktemp)
 headers=$(mktemp)
 add_cleanup "rm -f '$out' '$headers'"
 
-# answer_status MODE FILE: the status of a function's answer, and for an error its JSON:API
-# body's status too; prints "<status>" or "<status> <what is wrong>".
+# answer_status MODE FILE [STATUS HEADERS]: the status of a function's answer, and for an error
+# its JSON:API body's status too; prints "<status>" or "<status> <what is wrong>". Every answer
+# must carry exactly one X-Request-ID header.
 answer_status() {
 	python3 - "$@" <<'PY'
 import base64, json, sys
@@ -98,12 +99,18 @@ if mode == "buffered":
     status = int(answer["statusCode"])
     body = answer.get("body") or ""
     body = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+    headers = {k.lower(): v for k, v in (answer.get("multiValueHeaders") or {}).items()}
+    request_ids = headers.get("x-request-id") or []
 else:
     # Streamed: the emulator answers the invoke request the way a function URL does, with the
     # status and headers of the stream's metadata prelude, and the body.
     status, body = int(sys.argv[3]), raw
+    lines = open(sys.argv[4], encoding="latin-1").read().splitlines()
+    request_ids = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("x-request-id:")]
 problem = ""
-if status >= 400:
+if len(request_ids) != 1:
+    problem = f"{len(request_ids)} X-Request-ID headers instead of one"
+elif status >= 400:
     try:
         if json.loads(body)["errors"][0]["status"] != str(status):
             problem = "JSON:API error status differs"
@@ -129,7 +136,7 @@ for event in "${events[@]}"; do
 		if ! grep -qi '^lambda-runtime-function-response-mode: *streaming' "$headers"; then
 			got="$code the answer was not streamed"
 		else
-			got=$(answer_status streamed "$out" "$code")
+			got=$(answer_status streamed "$out" "$code" "$headers")
 		fi
 	elif cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port "$port" --output-format json \
 		--data-file "$event" "$function" >"$out" 2>&1; then

@@ -11,7 +11,8 @@
 #      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
 #   5. cargo nextest run --profile ci (unit, integration and e2e tests)
 #   6. extra_checks (see below): the API contract (schemathesis), the SAM template (lint, routes,
-#      sam build) and the sample events replayed through `cargo lambda invoke`
+#      sam build), the sample events replayed through `cargo lambda invoke`, and the custom
+#      metrics of the dashboard and alarms against what the functions printed
 #
 # Arguments are passed to `cargo nextest run`, e.g. `scripts/test.sh -E 'test(login)'`.
 # Everything started here is stopped and dropped on exit, success or not.
@@ -25,11 +26,14 @@
 E2E_HEALTH_TIMEOUT="${E2E_HEALTH_TIMEOUT:-300}"
 E2E_WARMUP="${E2E_WARMUP:-1}"
 E2E_LOG="$REPO_ROOT/.local/e2e-emulator.log"
+TESTS_FILTERED=$([ "$#" -gt 0 ] && echo 1 || echo 0)
 
 # ---------------------------------------------------------------------------------------------
 # extra_checks: LATER STEPS GO HERE (API schema tester against $E2E_BASE_URL, SAM template
 # lint, ...). Runs after the tests pass, while the e2e emulator is still up; exported:
-# TEST_DATABASE_URL, TEST_REDIS_URL, E2E_BASE_URL, E2E_DATABASE_URL, E2E_JWT_SECRET.
+# TEST_DATABASE_URL, TEST_REDIS_URL, E2E_BASE_URL, E2E_DATABASE_URL, E2E_JWT_SECRET, E2E_LOG
+# (the emulator's log) and the secrets the emulator was given (E2E_AWS_SECRET_ACCESS_KEY,
+# E2E_AWS_SESSION_TOKEN, E2E_EMULATOR_DATABASE_URL).
 # Announce each check with `step "name" "how to fix/reproduce"`; Python tools go into .venv
 # (.venv/bin/python -m pip install ...), nowhere else.
 extra_checks() {
@@ -42,6 +46,15 @@ extra_checks() {
 	# Its own emulator and database: the events need the fixture key and user (see the script).
 	step "Events: every events/*/*.json through cargo lambda invoke (scripts/replay-events.sh)" "reproduce with: make replay-events"
 	scripts/replay-events.sh
+
+	# After the e2e tests and the replay: it compares their emulators' logs with template.yaml,
+	# which only a whole run fills with every metric.
+	if [ "$TESTS_FILTERED" = 1 ]; then
+		warn "metrics check skipped: the tests ran filtered, so the e2e log lacks metrics a whole run prints (make test runs it)"
+	else
+		step "Metrics: the dashboard's and alarms' metrics as the functions print them (scripts/metrics-check.sh)" "reproduce with: make metrics-check (after make test)"
+		scripts/metrics-check.sh
+	fi
 
 	step "SAM build: sam build of every function (scripts/infra-check.sh build)" "reproduce with: scripts/infra-check.sh build"
 	scripts/infra-check.sh build
@@ -107,12 +120,27 @@ start_e2e_environment() {
 	local IDEMPOTENCY_TABLE LOGIN_THROTTLE_TABLE JWT_SECRET_ARN
 	eval "$resources"
 	say "e2e AWS resources: $IDEMPOTENCY_TABLE, $LOGIN_THROTTLE_TABLE, $JWT_SECRET_ARN"
+	# More secrets for the test that none reaches the logs (tests/tests/logs.rs), besides the
+	# JWT key: the AWS credentials the functions sign with (moto checks no signature), and a
+	# database password: the URL's own, or, where the server trusts local connections, a made-up
+	# one it never asks for.
+	E2E_AWS_SECRET_ACCESS_KEY=$(random_hex 40)
+	E2E_AWS_SESSION_TOKEN=$(random_hex 64)
+	E2E_EMULATOR_DATABASE_URL=$E2E_DATABASE_URL
+	local with_password
+	with_password=$(url_with_password "$E2E_DATABASE_URL" "$(random_hex 20)")
+	if [ "$with_password" != "$E2E_DATABASE_URL" ] && psql -w -X -q -d "$with_password" -c 'select 1' >/dev/null 2>&1; then
+		E2E_EMULATOR_DATABASE_URL=$with_password
+	fi
+	export E2E_AWS_SECRET_ACCESS_KEY E2E_AWS_SESSION_TOKEN E2E_EMULATOR_DATABASE_URL E2E_LOG
 	: >"$E2E_LOG"
 	say "starting the functions: cargo lambda watch on $E2E_BASE_URL (log: $E2E_LOG)"
 	# Not detached from our process group: a CI runner killing the job also stops the emulator.
 	# The functions it spawns run in sessions of their own; stop_tree finds them by parentage.
 	env \
-		DATABASE_URL="$E2E_DATABASE_URL" \
+		DATABASE_URL="$E2E_EMULATOR_DATABASE_URL" \
+		AWS_SECRET_ACCESS_KEY="$E2E_AWS_SECRET_ACCESS_KEY" \
+		AWS_SESSION_TOKEN="$E2E_AWS_SESSION_TOKEN" \
 		JWT_SECRET_ARN="$JWT_SECRET_ARN" \
 		IDEMPOTENCY_TABLE="$IDEMPOTENCY_TABLE" \
 		LOGIN_THROTTLE_TABLE="$LOGIN_THROTTLE_TABLE" \
@@ -166,6 +194,22 @@ warm_functions() {
 		5??) warn "function $fn answered HTTP $code to a warm-up request (see $E2E_LOG)" ;;
 		esac
 	done
+}
+
+# url_with_password URL PASSWORD: URL with PASSWORD for its user; URL itself when it has a
+# password already or no user.
+url_with_password() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+from urllib.parse import quote, urlsplit, urlunsplit
+url, password = sys.argv[1], sys.argv[2]
+parts = urlsplit(url)
+if parts.password is not None or not parts.username:
+    print(url)
+else:
+    host = parts.netloc.rsplit("@", 1)[1]
+    print(urlunsplit(parts._replace(netloc=f"{parts.username}:{quote(password, safe='')}@{host}")))
+PY
 }
 
 _drop_e2e_database() {

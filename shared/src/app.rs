@@ -1,6 +1,10 @@
 //! Wiring: for each function, the adapters it needs, built once per cold start from the
 //! configuration, and the router that serves it. Function binaries call [`run`] with one of
 //! the builders below and contain nothing else.
+//!
+//! Every function also gets, here and only here: JSON logs, the EMF metrics recorder and its
+//! `ColdStart`, the graceful-shutdown handler (`shutdown`), and around its router the request
+//! layer (`http::observe`: request ids, the request span, the metrics flush per answer).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,11 +22,13 @@ use crate::adapters::secrets_manager::SecretsManagerSource;
 use crate::adapters::sql::Database;
 use crate::config::{Config, DatabaseConfig, ProcessEnv};
 use crate::http::idempotency::{IdempotencyLayer, idempotent};
+use crate::http::observe::observed;
 use crate::http::{
     ASSET_LIMIT, CREDENTIALS_LIMIT, FavoritesState, HealthState, ListState, LoginState, SignupState,
     add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
     remove_favorite_router, signup_router, update_favorite_router,
 };
+use crate::metrics::Counter;
 use crate::ports::{AccessTokens, FailedLoginCounter, IdempotencyStore, SecretSource};
 use crate::secrets::{CachedSecret, RotatingSecret, SecretSetting, SigningKeys};
 use crate::usecases::cache::CacheGuard;
@@ -37,7 +43,7 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<Router>>,
 {
-    let router = cold_start(build).await?;
+    let router = observed(cold_start(build).await?);
     serve_on(|| lambda_http::run(router.clone())).await
 }
 
@@ -48,7 +54,7 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<Router>>,
 {
-    let router = cold_start(build).await?;
+    let router = observed(cold_start(build).await?);
     serve_on(|| lambda_http::run_with_streaming_response(router.clone())).await
 }
 
@@ -83,13 +89,44 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<Router>>,
 {
-    crate::telemetry::init();
+    observability().await?;
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     config.warn_if_development();
     let router = build(config)
         .await
         .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "cold start failed"))?;
+    // Last, so that what it closes (the pools) exists; before the runtime loop, which ends
+    // the init phase.
+    crate::shutdown::install().await;
     Ok(router)
+}
+
+/// Logs and metrics (counting this cold start), for a function running under a Lambda
+/// runtime API.
+async fn observability() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    crate::adapters::emf::install(&function_name())
+        .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "cold start failed"))?;
+    crate::metrics::increment(Counter::ColdStart);
+    Ok(())
+}
+
+/// The `function` dimension of the metrics: Lambda's function name (the stack's, so that two
+/// stacks in one account keep apart), else the binary's name.
+fn function_name() -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            let binary = std::env::args_os().next()?;
+            Some(
+                std::path::Path::new(&binary)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The AWS SDK's shared configuration (region, credentials, `AWS_ENDPOINT_URL`), loaded once
@@ -110,9 +147,12 @@ async fn secret_source(stored: bool) -> Option<Arc<dyn SecretSource>> {
 
 async fn database(config: &Config) -> anyhow::Result<Database> {
     let secrets = secret_source(config.database.uses_stored_secrets()).await;
-    Database::connect(&config.database, secrets.as_ref())
+    let database = Database::connect(&config.database, secrets.as_ref())
         .await
-        .context("connecting to the database")
+        .context("connecting to the database")?;
+    let pool = database.clone();
+    crate::shutdown::on_shutdown("database pool", move || async move { pool.close().await });
+    Ok(database)
 }
 
 /// The JWT keys: read once per cold start (from Secrets Manager when stored there).
@@ -290,19 +330,28 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
 pub async fn run_migrate() -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 
-    crate::telemetry::init();
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    if in_lambda {
+        observability().await?;
+    } else {
+        crate::telemetry::init();
+    }
     let config =
         DatabaseConfig::from(&ProcessEnv).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+    if !in_lambda {
         migrate(&config)
             .await
             .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "migration failed"))?;
         tracing::info!("migrations applied");
         return Ok(());
     }
+    crate::shutdown::install().await;
     let config = &config;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-        migrate(config).await.map_err(|e| {
+        let migrated = migrate(config).await;
+        // No HTTP layer here to flush at the end of the answer.
+        crate::metrics::flush();
+        migrated.map_err(|e| {
             tracing::error!(error = format!("{e:#}"), "migration failed");
             lambda_http::Error::from(format!("{e:#}"))
         })?;

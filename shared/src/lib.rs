@@ -9,13 +9,17 @@
 //! - [`app`]: wiring: builds the adapters a function needs, once, from a [`config::Config`].
 //! - [`secrets`]: secrets from a store, cached, refreshed on rotation; the JWT key ring.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`shutdown`]: on SIGTERM, the last metrics flushed and the pools closed.
+//! - [`metrics`]: every custom metric's name and meaning, recorded through the `metrics` facade.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod secrets;
+pub mod shutdown;
 pub mod telemetry;
 pub mod usecases;

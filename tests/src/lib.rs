@@ -2,6 +2,7 @@
 //! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
 
 pub mod enrichment_server;
+pub mod runtime_api;
 
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -39,7 +40,22 @@ impl Api {
     /// body unread: a client hanging up early makes the local emulator lose the invocation now
     /// and then, after which that function no longer answers (docs/local-emulator.md).
     pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        self.send_with(method, path, token, body, &[]).await
+    }
+
+    /// Like [`Api::send`], with these headers too.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut request = self.http.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

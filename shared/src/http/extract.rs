@@ -154,7 +154,9 @@ where
             .filter(|token| !token.is_empty())
             .ok_or(TokenRejected::Invalid)?;
         let tokens = Arc::<dyn AccessTokens>::from_ref(state);
-        Ok(AuthUser(tokens.verify(token).await?))
+        let user = tokens.verify(token).await?;
+        super::observe::record_user(&user);
+        Ok(AuthUser(user))
     }
 }
 

@@ -66,7 +66,10 @@ async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: N
         None => None,
         Some(tokens) => match bearer(&request) {
             Some(token) => match tokens.verify(token).await {
-                Ok(user) => Some(user.to_string()),
+                Ok(user) => {
+                    super::observe::record_user(&user);
+                    Some(user.to_string())
+                }
                 // Not authenticated: the route answers 401, and there is nothing to protect.
                 Err(_) => return next.run(request).await,
             },

@@ -29,8 +29,10 @@ use futures::StreamExt;
 use super::error::ApiError;
 use super::extract::AuthUser;
 use super::finish;
+use super::observe::RequestId;
 use super::paging::{CursorCodec, ListParams, Paging};
 use crate::domain::UserId;
+use crate::metrics::{self, Distribution};
 use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
 use crate::secrets::SigningKeys;
 use crate::usecases::cache::CacheGuard;
@@ -89,6 +91,7 @@ impl Format {
 async fn list_handler(
     State(state): State<ListState>,
     AuthUser(user): AuthUser,
+    RequestId(request_id): RequestId,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -100,7 +103,8 @@ async fn list_handler(
         .await
         .map_err(ApiError::internal)?;
     let mut rows = match &state.enrichment {
-        Some(enrichment) => enrichment.enrich(user, rows, request_id(&headers)),
+        // Passed on to the service, so that its logs and ours can be joined.
+        Some(enrichment) => enrichment.enrich(user, rows, request_id),
         None => rows,
     };
     // Wait for the first row before answering: a database that is down is still a clean
@@ -112,16 +116,6 @@ async fn list_handler(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     Ok(response)
-}
-
-/// The caller's `X-Request-ID` when it sent a usable one, else a new one: passed on to the
-/// services this request calls, so their logs and ours can be joined.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
 /// The response body as a stream of chunks. Holds one chunk and one row at a time.
@@ -152,6 +146,7 @@ fn render(
                 Some(Ok(row)) => row,
                 Some(Err(error)) => {
                     tracing::error!(error = format!("{error:#}"), rows_sent = shown, "the list broke off mid-stream");
+                    metrics::record(Distribution::StreamedItems, shown as f64);
                     if format == Format::NdJson {
                         let body = ApiError::internal_quiet().body();
                         chunk.extend_from_slice(body.to_string().as_bytes());
@@ -191,6 +186,7 @@ fn render(
             Format::NdJson => chunk.extend_from_slice(format!("{{\"next_cursor\":{next_cursor}}}\n").as_bytes()),
         }
         tracing::info!(rows_sent = shown, more, "list streamed");
+        metrics::record(Distribution::StreamedItems, shown as f64);
         yield Bytes::from(chunk);
         // The page is sent; what is left of the stream is work that must finish before the
         // function returns (the cache fill reads on past the page), or nothing at all.

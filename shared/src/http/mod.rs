@@ -8,6 +8,7 @@ mod favorites;
 mod health;
 pub mod idempotency;
 mod list;
+pub mod observe;
 pub mod paging;
 mod users;
 

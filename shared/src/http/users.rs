@@ -15,7 +15,7 @@ use super::extract::{JsonBody, SourceIp};
 use super::finish;
 use crate::domain::{Email, Invalid, Password};
 use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserInserter};
-use crate::usecases::login::{LoginRequest, LoginThrottle, login};
+use crate::usecases::login::{LoggedIn, LoginRequest, LoginThrottle, login};
 use crate::usecases::signup::{SignupRequest, signup};
 
 /// Credentials are small: 4 KiB leaves room for any legal email and password many times over.
@@ -58,7 +58,8 @@ async fn signup_handler(
         SignupRequest { email, password },
     )
     .await?;
-    tracing::info!(user_id = %user.id, "user signed up");
+    super::observe::record_user(&user.id);
+    tracing::info!("user signed up");
     Ok((StatusCode::CREATED, Json(json!({ "id": user.id, "email": user.email }))))
 }
 
@@ -85,7 +86,7 @@ async fn login_handler(
         password,
         source,
     };
-    let issued = login(
+    let LoggedIn { user, token } = login(
         state.users.as_ref(),
         state.hasher.as_ref(),
         state.tokens.as_ref(),
@@ -93,9 +94,10 @@ async fn login_handler(
         request,
     )
     .await?;
+    super::observe::record_user(&user);
     Ok(Json(json!({
-        "token": issued.token,
+        "token": token.token,
         "token_type": "Bearer",
-        "expires_in": issued.expires_in_seconds,
+        "expires_in": token.expires_in_seconds,
     })))
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::domain::{Favorite, FavoriteId, UserId};
+use crate::metrics::{self, Counter};
 use crate::ports::{
     CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FavoritesVersion, FillTicket, ListQuery,
     ListedFavorite,
@@ -22,7 +23,9 @@ use crate::ports::{
 /// How long the cache is bypassed after a failure.
 pub const COOL_DOWN: Duration = Duration::from_secs(1);
 
-/// What the cache did in this instance, for logs, tests and metrics.
+/// What the cache did in this instance, for logs and tests. The same events are recorded as
+/// metrics where they are counted: `CacheHit`, `CacheMiss`, and `CacheFailOpen` for both a
+/// failure and a bypass (either way the request went on without the cache).
 #[derive(Debug, Default)]
 pub struct CacheStats {
     pub hits: AtomicU64,
@@ -69,6 +72,7 @@ impl CacheGuard {
     async fn call<T>(&self, what: &'static str, call: impl Future<Output = anyhow::Result<T>>) -> Option<T> {
         if self.now_ms() < self.cool_until_ms.load(Ordering::Relaxed) {
             self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+            metrics::increment(Counter::CacheFailOpen);
             return None;
         }
         let error = match tokio::time::timeout(self.timeout, call).await {
@@ -77,6 +81,7 @@ impl CacheGuard {
             Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
         };
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        metrics::increment(Counter::CacheFailOpen);
         let cool_down = u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX);
         self.cool_until_ms
             .store(self.now_ms().saturating_add(cool_down), Ordering::Relaxed);
@@ -100,10 +105,12 @@ impl CacheGuard {
         match page {
             Some(page) if page.version >= current => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::increment(Counter::CacheHit);
                 Some(page.rows)
             }
             _ => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                metrics::increment(Counter::CacheMiss);
                 None
             }
         }

@@ -9,7 +9,7 @@
 //! service then costs nothing), lets one probe through after a while, and closes on success.
 //! A failure never fails the list: the batch goes out without metadata.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::cache::CacheGuard;
 use crate::domain::UserId;
+use crate::metrics::{self, Distribution};
 use crate::ports::{AssetRef, CachedEnrichment, EnrichmentClient, FavoriteStream, ListedFavorite, Metadata};
 
 #[derive(Debug, Clone)]
@@ -41,7 +42,8 @@ pub struct EnrichmentPolicy {
     pub breaker_open_for: Duration,
 }
 
-/// What enrichment did in this instance, for logs, tests and metrics.
+/// What enrichment did in this instance, for logs and tests. Metrics are recorded per call
+/// (`EnrichmentLatency`) and per request (`EnrichmentBreakerOpen`, see [`Request`]).
 #[derive(Debug, Default)]
 pub struct EnrichmentStats {
     pub calls: AtomicU64,
@@ -143,24 +145,30 @@ impl Enrichment {
     }
 
     /// Metadata for one batch, or nothing: within the deadline, retrying what may succeed.
-    async fn fetch(&self, assets: &[AssetRef], request_id: &str, deadline: Instant) -> Option<Metadata> {
+    async fn fetch(&self, assets: &[AssetRef], request: &Request) -> Option<Metadata> {
         let mut attempt = 0;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = request.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.stats.past_deadline.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             if !self.admit() {
                 self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
+                request.short_circuited.store(true, Ordering::Relaxed);
                 return None;
             }
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let error = match self
+            let started = Instant::now();
+            let answer = self
                 .client
-                .fetch(assets, request_id, self.policy.call_timeout.min(left))
-                .await
-            {
+                .fetch(assets, &request.id, self.policy.call_timeout.min(left))
+                .await;
+            metrics::record(
+                Distribution::EnrichmentLatency,
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
+            let error = match answer {
                 Ok(metadata) => {
                     self.record(true);
                     return Some(metadata);
@@ -173,7 +181,7 @@ impl Enrichment {
                 let ceiling = self.policy.backoff.saturating_mul(1 << attempt.min(16));
                 ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
             };
-            let retry = error.retriable && attempt < self.policy.retries && Instant::now() + backoff < deadline;
+            let retry = error.retriable && attempt < self.policy.retries && Instant::now() + backoff < request.deadline;
             tracing::warn!(
                 error = %error.reason,
                 attempt = attempt + 1,
@@ -192,21 +200,25 @@ impl Enrichment {
     /// The rows with metadata where the service had it, in the same order. At most
     /// `in_flight` batches are fetched at once, and only as the consumer pulls rows.
     pub fn enrich(self: &Arc<Self>, user: UserId, rows: FavoriteStream, request_id: String) -> FavoriteStream {
+        let request = Arc::new(Request {
+            id: request_id,
+            deadline: Instant::now() + self.policy.deadline,
+            short_circuited: AtomicBool::new(false),
+        });
         if self.cache.is_none() && self.breaker_state() == BreakerState::Open {
             // The list goes out as it is, untouched: an open circuit costs nothing. (A circuit
             // that half-opens meanwhile is probed by the next request.)
             self.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
+            request.short_circuited.store(true, Ordering::Relaxed);
             return rows;
         }
-        let deadline = Instant::now() + self.policy.deadline;
         let this = self.clone();
-        let request_id = Arc::new(request_id);
         Box::pin(
             rows.chunks(self.policy.batch)
                 .map(move |batch| {
                     let this = this.clone();
-                    let request_id = request_id.clone();
-                    async move { this.enrich_batch(user, batch, &request_id, deadline).await }
+                    let request = request.clone();
+                    async move { this.enrich_batch(user, batch, &request).await }
                 })
                 .buffered(self.policy.in_flight)
                 .flat_map(futures::stream::iter),
@@ -217,14 +229,13 @@ impl Enrichment {
         &self,
         user: UserId,
         batch: Vec<anyhow::Result<ListedFavorite>>,
-        request_id: &str,
-        deadline: Instant,
+        request: &Request,
     ) -> Vec<anyhow::Result<ListedFavorite>> {
         let assets: Vec<AssetRef> = batch.iter().flatten().filter_map(asset_ref).collect();
         if assets.is_empty() {
             return batch;
         }
-        let metadata = self.metadata(user, assets, request_id, deadline).await;
+        let metadata = self.metadata(user, assets, request).await;
         batch
             .into_iter()
             .map(|row| {
@@ -242,9 +253,9 @@ impl Enrichment {
 impl Enrichment {
     /// Metadata for the assets: from the cache where it holds a fresh answer, from the
     /// service for the rest (and then remembered, answers of "nothing" included).
-    async fn metadata(&self, user: UserId, assets: Vec<AssetRef>, request_id: &str, deadline: Instant) -> Metadata {
+    async fn metadata(&self, user: UserId, assets: Vec<AssetRef>, request: &Request) -> Metadata {
         let Some(cache) = &self.cache else {
-            return self.fetch(&assets, request_id, deadline).await.unwrap_or_default();
+            return self.fetch(&assets, request).await.unwrap_or_default();
         };
         let ids: Vec<String> = assets.iter().map(|asset| asset.id.clone()).collect();
         let cached = cache.enrichments(user, &ids).await;
@@ -259,7 +270,7 @@ impl Enrichment {
         if missing.is_empty() {
             return metadata;
         }
-        if let Some(fetched) = self.fetch(&missing, request_id, deadline).await {
+        if let Some(fetched) = self.fetch(&missing, request).await {
             let entries: Vec<(String, CachedEnrichment)> = missing
                 .iter()
                 .map(|asset| (asset.id.clone(), fetched.get(&asset.id).cloned()))
@@ -268,6 +279,25 @@ impl Enrichment {
             metadata.extend(fetched);
         }
         metadata
+    }
+}
+
+/// One list request's enrichment, shared by its batches.
+struct Request {
+    /// The request's id, sent with each call so that the service's logs and ours can be joined.
+    id: String,
+    /// All of this request's calls end by then.
+    deadline: Instant,
+    /// Whether some of the list went out without metadata because the circuit was open.
+    short_circuited: AtomicBool,
+}
+
+impl Drop for Request {
+    /// Dropped with the list's stream (sent whole, or abandoned): one `EnrichmentBreakerOpen`
+    /// value per enriched list.
+    fn drop(&mut self) {
+        let open = self.short_circuited.load(Ordering::Relaxed);
+        metrics::record(Distribution::EnrichmentBreakerOpen, if open { 1.0 } else { 0.0 });
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::metrics::{self, Counter};
 use crate::ports::{Claim, IdempotencyStore, RecordState, StoredResponse};
 
 #[derive(Debug, Clone)]
@@ -72,7 +73,10 @@ impl Idempotency {
             Claim::Claimed => Decision::Proceed,
             Claim::Taken(record) if record.request_hash != request_hash => Decision::Mismatch,
             Claim::Taken(record) => match record.state {
-                RecordState::Completed(response) => Decision::Replay(response),
+                RecordState::Completed(response) => {
+                    metrics::increment(Counter::IdempotentReplays);
+                    Decision::Replay(response)
+                }
                 RecordState::InProgress { .. } => Decision::InProgress,
             },
         })

@@ -4,7 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, UserId};
+use crate::metrics::{self, Counter};
 use crate::ports::{AccessTokens, FailedLoginCounter, IssuedToken, PasswordHasher, UserByEmail};
 
 pub struct LoginRequest {
@@ -122,15 +123,22 @@ pub enum LoginError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// A successful login: who logged in, and their token.
+pub struct LoggedIn {
+    pub user: UserId,
+    pub token: IssuedToken,
+}
+
 pub async fn login(
     users: &dyn UserByEmail,
     hasher: &dyn PasswordHasher,
     tokens: &dyn AccessTokens,
     throttle: &LoginThrottle,
     request: LoginRequest,
-) -> Result<IssuedToken, LoginError> {
+) -> Result<LoggedIn, LoginError> {
     let window = throttle.window(&request);
     if let Some(retry_after) = throttle.blocked(&window).await {
+        metrics::increment(Counter::LoginThrottled);
         return Err(LoginError::Throttled { retry_after });
     }
     let user = users
@@ -145,10 +153,12 @@ pub async fn login(
     match user {
         Some(user) if matches => {
             throttle.succeeded(&window).await;
-            Ok(tokens.issue(user.id).await.context("issuing the access token")?)
+            let token = tokens.issue(user.id).await.context("issuing the access token")?;
+            Ok(LoggedIn { user: user.id, token })
         }
         _ => {
             throttle.failed(&window).await;
+            metrics::increment(Counter::LoginFailures);
             Err(LoginError::InvalidCredentials)
         }
     }
