@@ -103,6 +103,11 @@ class Handler(RuntimeApiHandler):
 
     def do_GET(self):
         now = time.perf_counter()
+        if self.path == "/2020-01-01/extension/event/next":
+            # The function's shutdown extension waits for SHUTDOWN; none comes before the kill.
+            self.server.inv.over.wait(ANSWER_TIMEOUT)
+            self.close_connection = True
+            return
         if self.path != f"{PREFIX}/invocation/next":
             self.reply(404, b'{"error":"not found"}')
             return
@@ -136,6 +141,11 @@ class Handler(RuntimeApiHandler):
         except (OSError, ValueError) as e:
             body, error = b"", f"reading the request: {e}"
         now = time.perf_counter()
+        if path == "/2020-01-01/extension/register":
+            # As Lambda answers the function's graceful-shutdown extension (shared/src/shutdown.rs).
+            body = json.dumps({"functionName": "bench", "functionVersion": "$LATEST", "handler": "bootstrap"})
+            self.reply(200, body.encode(), {"lambda-extension-identifier": str(uuid.uuid4())})
+            return
         if not inv.finished.is_set():
             if path == f"{PREFIX}/init/error":
                 inv.error = "init error: " + body.decode("utf-8", "replace")[:2000]
