@@ -5,7 +5,7 @@
 //!   said "password authentication failed" after a rotation).
 //! - [`SigningKeys`]: the JWT signing key with its rotation grace period: tokens are signed
 //!   with the current key, and tokens signed with the previous key stay valid for a grace
-//!   period after the current key was created (docs/SECRETS.md).
+//!   period after the current key was created (docs/AWS.md).
 //!
 //! A store that cannot be reached after a value was fetched once is not an outage: the value
 //! in hand is kept, with a warning, until the store answers again.
@@ -47,7 +47,8 @@ pub struct CachedSecret {
 #[derive(Clone)]
 struct Held {
     version: SecretVersion,
-    fetched: Instant,
+    /// When to read the store again: a TTL after a read, or shortly after a failed one.
+    read_again: Instant,
 }
 
 impl CachedSecret {
@@ -68,7 +69,7 @@ impl CachedSecret {
     pub async fn get(&self) -> anyhow::Result<SecretVersion> {
         let mut held = self.held.lock().await;
         match held.as_ref() {
-            Some(h) if h.fetched.elapsed() < self.ttl => Ok(h.version.clone()),
+            Some(h) if Instant::now() < h.read_again => Ok(h.version.clone()),
             _ => self.fetch(&mut held).await,
         }
     }
@@ -95,7 +96,7 @@ impl CachedSecret {
                 }
                 *held = Some(Held {
                     version: version.clone(),
-                    fetched: Instant::now(),
+                    read_again: Instant::now() + self.ttl,
                 });
                 Ok(version)
             }
@@ -103,7 +104,7 @@ impl CachedSecret {
                 Some(h) => {
                     tracing::warn!(secret = %self.id, error = format!("{error:#}"), "could not refresh a secret; keeping the value in hand");
                     // Try again after a short pause rather than on every call.
-                    h.fetched = Instant::now() - self.ttl + self.ttl.min(Duration::from_secs(5));
+                    h.read_again = Instant::now() + self.ttl.min(Duration::from_secs(5));
                     Ok(h.version.clone())
                 }
                 None => Err(error.context(format!("reading secret {}", self.id))),
