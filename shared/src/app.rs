@@ -137,12 +137,17 @@ pub async fn aws() -> &'static aws_config::SdkConfig {
         .await
 }
 
-/// Secrets Manager, when some setting is stored there.
+/// Secrets Manager, when some setting is stored there: one client per instance, shared by
+/// every secret the function reads.
 async fn secret_source(stored: bool) -> Option<Arc<dyn SecretSource>> {
+    static SOURCE: tokio::sync::OnceCell<Arc<dyn SecretSource>> = tokio::sync::OnceCell::const_new();
     if !stored {
         return None;
     }
-    Some(Arc::new(SecretsManagerSource::new(aws().await)))
+    let source = SOURCE
+        .get_or_init(|| async { Arc::new(SecretsManagerSource::new(aws().await)) as Arc<dyn SecretSource> })
+        .await;
+    Some(source.clone())
 }
 
 async fn database(config: &Config) -> anyhow::Result<Database> {
