@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
@@ -127,6 +127,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, when that is what the header holds.
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The user a valid bearer token names. A missing, malformed, expired or forged token is a 401
 /// before the handler runs.
 #[derive(Debug, Clone, Copy)]
@@ -140,19 +147,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Verified already by a layer in front of the route (idempotency scopes keys by user).
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer <token> header is required"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or(TokenRejected::Invalid)?;
+        let token = bearer_token(header).ok_or(TokenRejected::Invalid)?;
         let tokens = Arc::<dyn AccessTokens>::from_ref(state);
         let user = tokens.verify(token).await?;
         super::observe::record_user(&user);

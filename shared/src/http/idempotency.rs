@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::extract::{AuthUser, bearer_token};
 use crate::ports::{AccessTokens, StoredResponse};
 use crate::usecases::idempotency::{Decision, Idempotency, request_hash};
 
@@ -45,7 +46,7 @@ pub fn idempotent(router: Router, layer: Option<IdempotencyLayer>) -> Router {
     }
 }
 
-async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: Next) -> Response {
+async fn handle(State(layer): State<IdempotencyLayer>, mut request: Request, next: Next) -> Response {
     let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY) else {
         return next.run(request).await;
     };
@@ -64,17 +65,20 @@ async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: N
     };
     let caller = match &layer.tokens {
         None => None,
-        Some(tokens) => match bearer(&request) {
-            Some(token) => match tokens.verify(token).await {
-                Ok(user) => {
-                    super::observe::record_user(&user);
-                    Some(user.to_string())
-                }
-                // Not authenticated: the route answers 401, and there is nothing to protect.
-                Err(_) => return next.run(request).await,
-            },
-            None => return next.run(request).await,
-        },
+        Some(tokens) => {
+            let token = request.headers().get(header::AUTHORIZATION).and_then(bearer_token);
+            // Not authenticated: the route answers 401, and there is nothing to protect.
+            let Some(token) = token else {
+                return next.run(request).await;
+            };
+            let Ok(user) = tokens.verify(token).await else {
+                return next.run(request).await;
+            };
+            super::observe::record_user(&user);
+            // The route's `AuthUser` takes it from here instead of verifying the token again.
+            request.extensions_mut().insert(AuthUser(user));
+            Some(user.to_string())
+        }
     };
     let deadline = deadline(&request);
     let (parts, body) = request.into_parts();
@@ -141,12 +145,6 @@ fn replay(stored: StoredResponse) -> Response {
     }
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
     response
-}
-
-fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// When Lambda will stop this invocation, from the runtime's context (absent in tests).
