@@ -21,11 +21,8 @@ step "Release build" "fix the build errors above"
 cargo build --release --workspace --locked
 
 step "A fresh database, migrated"
-db="favorites_bench_login_$(random_hex 8)"
-db_url=$(url_with_db "$TEST_DATABASE_URL" "$db")
-psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$db\"" || die "could not create $db"
-add_cleanup "psql -w -X -q -d '$TEST_DATABASE_URL' -c 'drop database if exists \"$db\" with (force)' >/dev/null"
-env -u AWS_LAMBDA_RUNTIME_API DATABASE_URL="$db_url" "$CARGO_TARGET_DIR/release/migrate" >/dev/null
+fresh_database favorites_bench_login release
+db_url=$FRESH_DB_URL
 
 step "The API under the emulator"
 mkdir -p .local

@@ -685,24 +685,37 @@ _check_release_bins() {
 	done
 }
 
-# bench_database: a fresh database favorites_bench_<random> on TEST_DATABASE_URL's server,
-# migrated with the release `migrate` binary and dropped on exit; sets BENCH_DB_NAME and
-# BENCH_DATABASE_URL.
-bench_database() {
-	BENCH_DB_NAME="favorites_bench_$(random_hex 12)"
-	BENCH_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$BENCH_DB_NAME")
-	say "creating database $BENCH_DB_NAME"
-	psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$BENCH_DB_NAME\"" ||
-		die "could not create database $BENCH_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
-	add_cleanup "_drop_bench_database '$BENCH_DB_NAME'"
-	env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$BENCH_DATABASE_URL" \
-		"$CARGO_TARGET_DIR/release/migrate" || die "migrations failed on $BENCH_DB_NAME"
+# fresh_database PREFIX PROFILE: a new database PREFIX_<random> on TEST_DATABASE_URL's server,
+# migrated with $CARGO_TARGET_DIR/PROFILE/migrate (its log to stderr) and dropped on exit;
+# sets FRESH_DB_NAME and FRESH_DB_URL. The only way scripts here make a database.
+fresh_database() {
+	local prefix=$1 profile=$2 migrate
+	migrate="$CARGO_TARGET_DIR/$profile/migrate"
+	[ -x "$migrate" ] || die "$migrate is missing; the build step should have produced it"
+	FRESH_DB_NAME="${prefix}_$(random_hex 12)"
+	FRESH_DB_URL=$(url_with_db "$TEST_DATABASE_URL" "$FRESH_DB_NAME")
+	say "creating database $FRESH_DB_NAME"
+	psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$FRESH_DB_NAME\"" ||
+		die "could not create database $FRESH_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL") (does that role have CREATEDB?)"
+	add_cleanup "_drop_database '$FRESH_DB_NAME'"
+	say "running migrations: DATABASE_URL=$(redact_url "$FRESH_DB_URL") $migrate"
+	env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$FRESH_DB_URL" "$migrate" >&2 ||
+		die "migrations failed on $FRESH_DB_NAME; reproduce with: DATABASE_URL=<db url> $migrate"
 }
 
-_drop_bench_database() {
-	say "dropping database $1"
-	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$1\" with (force)" >/dev/null ||
-		warn "could not drop database $1; drop it by hand"
+_drop_database() {
+	local name=$1
+	say "dropping database $name"
+	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 ||
+		psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\"" >/dev/null ||
+		warn "could not drop database $name; drop it by hand"
+}
+
+# bench_database: fresh_database for the benchmarks (release build); sets BENCH_DATABASE_URL.
+bench_database() {
+	fresh_database favorites_bench release
+	# shellcheck disable=SC2034 # for the caller
+	BENCH_DATABASE_URL=$FRESH_DB_URL
 }
 
 # bench_user BASE_URL: sign up and log in a new user over HTTP; sets EMAIL and TOKEN, and

@@ -34,14 +34,9 @@ cargo build --workspace --locked
 
 step "Replay events: database with the fixture user, emulator with the fixture key" "see $LOG"
 mkdir -p .local
-db_name="favorites_events_$(random_hex 12)"
-db_url=$(url_with_db "$TEST_DATABASE_URL" "$db_name")
-say "creating database $db_name"
-psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$db_name\"" ||
-	die "could not create database $db_name via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL")"
-add_cleanup "psql -w -X -q -d '$TEST_DATABASE_URL' -c 'drop database if exists \"$db_name\" with (force)' >/dev/null || warn 'could not drop database $db_name'"
-env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$db_url" "$CARGO_TARGET_DIR/debug/migrate" ||
-	die "migrations failed on $db_name"
+fresh_database favorites_events debug
+db_name=$FRESH_DB_NAME
+db_url=$FRESH_DB_URL
 
 data_dir=$(mktemp -d "$REPO_ROOT/.local/replay-data.XXXXXX")
 add_cleanup "rm -rf '$data_dir'"

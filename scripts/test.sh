@@ -87,19 +87,9 @@ start_e2e_environment() {
 	mkdir -p .local
 
 	# A fresh database for the emulated API, dropped on exit.
-	E2E_DB_NAME="favorites_e2e_$(random_hex 12)"
-	E2E_DATABASE_URL=$(url_with_db "$TEST_DATABASE_URL" "$E2E_DB_NAME")
+	fresh_database favorites_e2e debug
+	E2E_DATABASE_URL=$FRESH_DB_URL
 	export E2E_DATABASE_URL
-	say "creating database $E2E_DB_NAME"
-	psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_DATABASE_URL" -c "create database \"$E2E_DB_NAME\"" ||
-		die "could not create database $E2E_DB_NAME via TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_URL") (does that role have CREATEDB?)"
-	add_cleanup "_drop_e2e_database '$E2E_DB_NAME'"
-
-	local migrate="$CARGO_TARGET_DIR/debug/migrate"
-	[ -x "$migrate" ] || die "$migrate is missing; the build step should have produced it (cargo build --workspace)"
-	say "running migrations: DATABASE_URL=$(redact_url "$E2E_DATABASE_URL") $migrate"
-	env -u AWS_LAMBDA_RUNTIME_API -u AWS_LAMBDA_FUNCTION_NAME DATABASE_URL="$E2E_DATABASE_URL" "$migrate" ||
-		die "migrations failed on $E2E_DB_NAME; reproduce with: DATABASE_URL=<db url> $migrate"
 
 	# Per-run data dir so the e2e run never reads or writes the developer's .local state.
 	local data_dir
@@ -210,14 +200,6 @@ else:
     host = parts.netloc.rsplit("@", 1)[1]
     print(urlunsplit(parts._replace(netloc=f"{parts.username}:{quote(password, safe='')}@{host}")))
 PY
-}
-
-_drop_e2e_database() {
-	local name=$1
-	say "dropping database $name"
-	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 ||
-		psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\"" >/dev/null ||
-		warn "could not drop database $name; drop it by hand"
 }
 
 # ---------------------------------------------------------------------------------------------
