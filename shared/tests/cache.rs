@@ -74,26 +74,18 @@ fn query(limit: Option<u64>) -> ListQuery {
 
 /// The database's whole list, as JSON values.
 async fn database_list(db: &Database, user: UserId) -> Vec<Value> {
-    db.favorites()
-        .list_favorites(user, query(None))
-        .await
-        .unwrap()
-        .map_ok(|row| serde_json::from_str(&row.json).unwrap())
-        .try_collect()
-        .await
-        .unwrap()
+    support::json_rows(db.favorites().list_favorites(user, query(None)).await.unwrap()).await
 }
 
 /// A list through the use case (cache first, database on a miss), as JSON values.
 async fn served_list(db: &Database, cache: &Arc<CacheGuard>, user: UserId, q: ListQuery) -> Vec<Value> {
     let favorites = db.favorites();
-    list_favorites::list_favorites(favorites.as_ref(), Some(cache), user, q)
-        .await
-        .unwrap()
-        .map_ok(|row| serde_json::from_str(&row.json).unwrap())
-        .try_collect()
-        .await
-        .unwrap()
+    support::json_rows(
+        list_favorites::list_favorites(favorites.as_ref(), Some(cache), user, q)
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 /// What Redis holds for a user, read directly: (version, whole list?, favorites in order).

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use e2e::enrichment_server::{FakeEnrichment, Mode};
-use futures::TryStreamExt;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::adapters::enrichment::HttpEnrichmentClient;
@@ -97,12 +96,7 @@ async fn enriched_list(db: &Database, user: UserId, enrichment: &Arc<Enrichment>
     let rows = list_favorites::list_favorites(favorites.as_ref(), None, user, query)
         .await
         .unwrap();
-    let rows: Vec<Value> = enrichment
-        .enrich(user, rows, "req-123".into())
-        .map_ok(|row| serde_json::from_str(&row.json).unwrap())
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = support::json_rows(enrichment.enrich(user, rows, "req-123".into())).await;
     (rows, started.elapsed())
 }
 

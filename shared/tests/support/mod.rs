@@ -218,3 +218,12 @@ pub async fn rotate_secret(id: &str, value: &str) {
         .await
         .expect("rotating a secret in moto");
 }
+
+/// A listing's rows, read to the end, as JSON values.
+pub async fn json_rows(rows: shared::ports::FavoriteStream) -> Vec<serde_json::Value> {
+    use futures::TryStreamExt;
+    rows.map_ok(|row| serde_json::from_str(&row.json).unwrap())
+        .try_collect()
+        .await
+        .unwrap()
+}
