@@ -12,10 +12,10 @@ use rand::seq::SliceRandom;
 use secrecy::SecretString;
 use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::sql::Database;
-use shared::config::DatabaseConfig;
+use shared::config::DatabaseSettings;
 use shared::domain::{AssetInput, Email, PasswordHash, User, UserId};
 use shared::ports::ListQuery;
-use shared::secrets::RotatingSecret;
+use shared::secrets::Secret;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
 use shared::usecases::list_favorites::list_favorites;
 use sqlx::Connection;
@@ -25,16 +25,10 @@ const FAVORITES: usize = 500;
 const PAGE: u64 = 100;
 
 fn policy() -> EnrichmentPolicy {
-    // The production defaults (shared/src/config.rs).
+    // The production defaults, with the circuit kept open for the whole run once it opens.
     EnrichmentPolicy {
-        batch: 50,
-        in_flight: 4,
-        call_timeout: Duration::from_millis(300),
-        deadline: Duration::from_millis(1_000),
-        retries: 2,
-        backoff: Duration::from_millis(25),
-        breaker_failures: 5,
         breaker_open_for: Duration::from_secs(600),
+        ..EnrichmentPolicy::default()
     }
 }
 
@@ -82,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(url: &str, rounds: usize) -> anyhow::Result<()> {
-    let db = Database::connect(&DatabaseConfig::for_url(url), None).await?;
+    let db = Database::connect(&DatabaseSettings::for_url(url), None).await?;
     db.migrate().await?;
     let user = User {
         id: UserId::generate(),
@@ -103,14 +97,14 @@ async fn run(url: &str, rounds: usize) -> anyhow::Result<()> {
     for latency_ms in [0, 5, 50] {
         let mode = e2e::enrichment_server::Mode::Healthy { latency_ms };
         let (server, _) = e2e::enrichment_server::spawn(KEY, mode).await;
-        let client = HttpEnrichmentClient::new(&server, RotatingSecret::fixed(SecretString::from(KEY)))?;
+        let client = HttpEnrichmentClient::new(&server, Secret::fixed(SecretString::from(KEY)))?;
         let enrichment = Arc::new(Enrichment::new(Box::new(client), policy(), None));
         configs.push((format!("healthy, {latency_ms} ms"), Some(enrichment), PAGE as usize));
     }
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let client = HttpEnrichmentClient::new(
         &format!("http://127.0.0.1:{closed}"),
-        RotatingSecret::fixed(SecretString::from(KEY)),
+        Secret::fixed(SecretString::from(KEY)),
     )?;
     let down = Arc::new(Enrichment::new(Box::new(client), policy(), None));
     while down.breaker_state() != BreakerState::Open {

@@ -1,36 +1,122 @@
-//! Secrets that come from a store (Secrets Manager) and change under a running instance.
+//! Secrets: where each one comes from, and a running instance's handle on it.
 //!
-//! - [`CachedSecret`]: one secret, read once per cold start and again at most once per TTL,
-//!   plus a forced refresh for when the value in hand has just been refused (the database
-//!   said "password authentication failed" after a rotation).
-//! - [`SigningKeys`]: the JWT signing key with its rotation grace period: tokens are signed
-//!   with the current key, and tokens signed with the previous key stay valid for a grace
-//!   period after the current key was created (docs/AWS.md).
+//! - [`SecretSetting`]: what the configuration says about a secret: given in the environment,
+//!   stored in Secrets Manager, or generated for the embedded development setup.
+//! - [`Secret`]: the handle the adapters hold. A given or generated value never changes; a
+//!   stored one is read once per cold start and again at most once per TTL, and at once when
+//!   the other side has just refused the value in hand (the database said "password
+//!   authentication failed" after a rotation).
 //!
 //! A store that cannot be reached after a value was fetched once is not an outage: the value
 //! in hand is kept, with a warning, until the store answers again.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use anyhow::Context;
+use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use crate::ports::{SecretSource, SecretVersion};
 
-/// Where a secret's value comes from: the environment (local runs, tests) or a store.
+/// Where a secret comes from.
 #[derive(Clone)]
 pub enum SecretSetting {
+    /// The value itself, from the environment (local runs, tests).
     Value(SecretString),
-    Stored { id: String },
+    /// Secrets Manager's secret `id` (ARN or name), read again after `ttl`.
+    Stored { id: String, ttl: Duration },
+    /// A file of the embedded development setup, made by its bootstrap
+    /// ([`crate::development::bootstrap`]) before anything reads it.
+    Generated { path: PathBuf },
 }
 
 impl std::fmt::Debug for SecretSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Value(_) => f.write_str("Value([redacted])"),
-            Self::Stored { id } => f.debug_struct("Stored").field("id", id).finish(),
+            Self::Stored { id, ttl } => f.debug_struct("Stored").field("id", id).field("ttl", ttl).finish(),
+            Self::Generated { path } => f.debug_struct("Generated").field("path", path).finish(),
+        }
+    }
+}
+
+/// A secret as an instance holds it: fixed when given or generated, cached when stored.
+pub enum Secret {
+    Fixed(SecretVersion),
+    Stored(CachedSecret),
+}
+
+impl Secret {
+    /// A value that never changes.
+    pub fn fixed(value: SecretString) -> Self {
+        Self::Fixed(SecretVersion {
+            value,
+            version_id: "environment".into(),
+            created: None,
+        })
+    }
+
+    /// The secret a setting names; `store` is asked only for a stored one (and then it must
+    /// be there).
+    pub fn from_setting(setting: &SecretSetting, store: Option<&Arc<dyn SecretSource>>) -> anyhow::Result<Self> {
+        Ok(match setting {
+            SecretSetting::Value(value) => Self::fixed(value.clone()),
+            SecretSetting::Stored { id, ttl } => {
+                let store =
+                    store.ok_or_else(|| anyhow::anyhow!("secret {id} is stored, but no secret store is configured"))?;
+                Self::Stored(CachedSecret::new(store.clone(), id.clone(), *ttl))
+            }
+            SecretSetting::Generated { path } => {
+                let value = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the development key {}", path.display()))?;
+                Self::fixed(value.trim().to_string().into())
+            }
+        })
+    }
+
+    pub async fn get(&self) -> anyhow::Result<SecretVersion> {
+        match self {
+            Self::Fixed(version) => Ok(version.clone()),
+            Self::Stored(secret) => secret.get().await,
+        }
+    }
+
+    /// The other side refused version `version_id`: fetch again. True when a different
+    /// version is now in hand, so that one more attempt with it makes sense.
+    pub async fn refused(&self, version_id: &str) -> bool {
+        match self {
+            Self::Fixed(_) => false,
+            Self::Stored(secret) => secret
+                .refresh(version_id)
+                .await
+                .is_ok_and(|fresh| fresh.version_id != version_id),
+        }
+    }
+
+    /// Fetches again because `version_id` was refused; the version now in hand (for a fixed
+    /// secret, the one value there is).
+    pub async fn refresh(&self, version_id: &str) -> anyhow::Result<SecretVersion> {
+        match self {
+            Self::Fixed(version) => Ok(version.clone()),
+            Self::Stored(secret) => secret.refresh(version_id).await,
+        }
+    }
+
+    /// The version the last rotation replaced; `None` for a fixed secret or one never rotated.
+    pub async fn previous(&self) -> anyhow::Result<Option<SecretVersion>> {
+        match self {
+            Self::Fixed(_) => Ok(None),
+            Self::Stored(secret) => secret.previous().await,
+        }
+    }
+
+    /// How the secret is named in logs: its id in the store, or where it came from.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Fixed(_) => "environment",
+            Self::Stored(secret) => secret.id(),
         }
     }
 }
@@ -113,219 +199,7 @@ impl CachedSecret {
     }
 
     /// The version the last rotation replaced, straight from the store.
-    async fn previous(&self) -> anyhow::Result<Option<SecretVersion>> {
+    pub async fn previous(&self) -> anyhow::Result<Option<SecretVersion>> {
         self.source.previous(&self.id).await
-    }
-}
-
-/// A secret that may rotate: fixed when it came from the environment, cached when stored.
-pub enum RotatingSecret {
-    Fixed(SecretVersion),
-    Stored(CachedSecret),
-}
-
-impl RotatingSecret {
-    /// A value that never rotates.
-    pub fn fixed(value: SecretString) -> Self {
-        Self::Fixed(SecretVersion {
-            value,
-            version_id: "environment".into(),
-            created: None,
-        })
-    }
-
-    /// From a setting; `source` is used only for a stored one (and then it must be given).
-    pub fn from_setting(
-        setting: &SecretSetting,
-        source: Option<&Arc<dyn SecretSource>>,
-        ttl: Duration,
-    ) -> anyhow::Result<Self> {
-        Ok(match setting {
-            SecretSetting::Value(value) => Self::fixed(value.clone()),
-            SecretSetting::Stored { id } => {
-                let source = source
-                    .ok_or_else(|| anyhow::anyhow!("secret {id} is stored, but no secret store is configured"))?;
-                Self::Stored(CachedSecret::new(source.clone(), id.clone(), ttl))
-            }
-        })
-    }
-
-    pub async fn get(&self) -> anyhow::Result<SecretVersion> {
-        match self {
-            Self::Fixed(version) => Ok(version.clone()),
-            Self::Stored(secret) => secret.get().await,
-        }
-    }
-
-    /// The other side refused version `version_id`: fetch again. True when a different
-    /// version is now in hand, so that one more attempt with it makes sense.
-    pub async fn refused(&self, version_id: &str) -> bool {
-        match self {
-            Self::Fixed(_) => false,
-            Self::Stored(secret) => secret
-                .refresh(version_id)
-                .await
-                .is_ok_and(|fresh| fresh.version_id != version_id),
-        }
-    }
-}
-
-/// One HMAC key and the id that goes into the `kid` header of the tokens it signs.
-#[derive(Clone)]
-pub struct SigningKey {
-    pub id: String,
-    pub secret: SecretString,
-}
-
-impl SigningKey {
-    /// The id is a truncated hash of the key: it tells keys apart without revealing anything
-    /// about a 32-byte-or-longer random key.
-    pub fn new(secret: SecretString) -> Self {
-        let digest = Sha256::new()
-            .chain_update(b"favorites/jwt-kid/v1:")
-            .chain_update(secret.expose_secret().as_bytes())
-            .finalize();
-        let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Self { id, secret }
-    }
-}
-
-/// The keys a token may be checked with at one moment.
-#[derive(Clone)]
-pub struct KeySet {
-    /// Signs every new token and cursor.
-    pub current: SigningKey,
-    /// The key the last rotation replaced, while its grace period lasts.
-    previous: Option<(SigningKey, SystemTime)>,
-}
-
-impl KeySet {
-    pub fn single(current: SigningKey) -> Self {
-        Self {
-            current,
-            previous: None,
-        }
-    }
-
-    /// The keys to try for a token: the one its `kid` names, or every live key when it names
-    /// none (tokens issued before key ids existed).
-    pub fn candidates(&self, kid: Option<&str>) -> Vec<&SigningKey> {
-        let now = SystemTime::now();
-        let previous = self.previous.as_ref().filter(|(_, until)| now < *until).map(|(k, _)| k);
-        std::iter::once(&self.current)
-            .chain(previous)
-            .filter(|k| kid.is_none_or(|kid| k.id == kid))
-            .collect()
-    }
-
-    /// Every live key, the current one first.
-    pub fn live(&self) -> Vec<&SigningKey> {
-        self.candidates(None)
-    }
-}
-
-/// The JWT signing keys: fixed (from the environment) or stored and rotated.
-pub struct SigningKeys {
-    inner: Keys,
-}
-
-enum Keys {
-    Fixed(Arc<KeySet>),
-    Stored(Box<StoredState>),
-}
-
-struct StoredState {
-    secret: CachedSecret,
-    grace: Duration,
-    state: Mutex<StoredKeys>,
-}
-
-struct StoredKeys {
-    set: Arc<KeySet>,
-    version_id: String,
-    /// When an unknown `kid` last made us look for a newer key; bounds how often a stream of
-    /// forged ids can make us call the store.
-    last_lookup: Option<Instant>,
-}
-
-/// How often an unknown key id may trigger a fresh read of the key.
-const UNKNOWN_KID_LOOKUP_INTERVAL: Duration = Duration::from_secs(5);
-
-impl SigningKeys {
-    pub fn fixed(secret: SecretString) -> Self {
-        Self {
-            inner: Keys::Fixed(Arc::new(KeySet::single(SigningKey::new(secret)))),
-        }
-    }
-
-    /// Reads the key now (a cold start fails when the key cannot be read), and the previous
-    /// key too when the current one is younger than the grace period.
-    pub async fn stored(secret: CachedSecret, grace: Duration) -> anyhow::Result<Self> {
-        let version = secret.get().await?;
-        let set = key_set(&secret, &version, grace).await;
-        Ok(Self {
-            inner: Keys::Stored(Box::new(StoredState {
-                secret,
-                grace,
-                state: Mutex::new(StoredKeys {
-                    set: Arc::new(set),
-                    version_id: version.version_id,
-                    last_lookup: None,
-                }),
-            })),
-        })
-    }
-
-    /// The keys now (refreshed when the TTL has passed).
-    pub async fn keys(&self) -> Arc<KeySet> {
-        self.keys_for(None).await
-    }
-
-    /// The keys to check a token whose header names `kid`: when no live key has that id, the
-    /// key may have been rotated since we last looked, so look again (rate-limited).
-    pub async fn keys_for(&self, kid: Option<&str>) -> Arc<KeySet> {
-        let (secret, grace, state) = match &self.inner {
-            Keys::Fixed(set) => return set.clone(),
-            Keys::Stored(stored) => (&stored.secret, &stored.grace, &stored.state),
-        };
-        let mut state = state.lock().await;
-        let mut version = secret.get().await.ok();
-        let unknown = kid.is_some_and(|kid| state.set.candidates(Some(kid)).is_empty());
-        let may_look = state
-            .last_lookup
-            .is_none_or(|at| at.elapsed() >= UNKNOWN_KID_LOOKUP_INTERVAL);
-        if unknown && may_look && version.as_ref().is_some_and(|v| v.version_id == state.version_id) {
-            state.last_lookup = Some(Instant::now());
-            version = secret.refresh(&state.version_id).await.ok();
-        }
-        if let Some(version) = version
-            && version.version_id != state.version_id
-        {
-            state.set = Arc::new(key_set(secret, &version, *grace).await);
-            state.version_id = version.version_id;
-        }
-        state.set.clone()
-    }
-}
-
-async fn key_set(secret: &CachedSecret, current: &SecretVersion, grace: Duration) -> KeySet {
-    let key = SigningKey::new(current.value.clone());
-    // The grace period runs from the current key's creation; without a date, from now.
-    let until = current.created.unwrap_or_else(SystemTime::now) + grace;
-    if SystemTime::now() >= until {
-        return KeySet::single(key);
-    }
-    let previous = match secret.previous().await {
-        Ok(previous) => previous,
-        Err(error) => {
-            tracing::warn!(secret = %secret.id(), error = format!("{error:#}"), "could not read the previous JWT key; tokens signed with it are refused");
-            None
-        }
-    };
-    KeySet {
-        current: key,
-        previous: previous
-            .filter(|p| p.version_id != current.version_id)
-            .map(|p| (SigningKey::new(p.value), until)),
     }
 }

@@ -3,9 +3,8 @@
 //! extensions are registered) before the SIGKILL. So at cold start [`install`] registers an
 //! internal extension that subscribes to no events (one call to the local Extensions API, then
 //! an idle long poll), and on SIGTERM (or SIGINT, for a local Ctrl-C) the function flushes the
-//! metrics recorded since its last answer, runs the hooks registered with [`on_shutdown`]
-//! (closing the database pools: RDS Proxy gets a clean goodbye rather than a connection that
-//! goes silent) and exits 0.
+//! metrics recorded since its last answer, runs its [`Hooks`] (closing the database pools: RDS
+//! Proxy gets a clean goodbye rather than a connection that goes silent) and exits 0.
 //!
 //! Where the Extensions API does not answer (a hand-made runtime API, such as the benchmarks'
 //! stand-in) the registration fails, a warning says so, and the function serves as before,
@@ -14,7 +13,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -28,22 +26,24 @@ const EXTENSION_NAME: &str = "favorites-graceful-shutdown";
 
 type Hook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// Registered hooks, run once on SIGTERM. A std Mutex: it is never held across an await.
-static HOOKS: Mutex<Vec<(&'static str, Hook)>> = Mutex::new(Vec::new());
+/// What to close on shutdown, each with a name for the log.
+#[derive(Default)]
+pub struct Hooks(Vec<(&'static str, Hook)>);
 
-/// Runs `hook` on shutdown (with the others, within the shutdown budget).
-pub fn on_shutdown<F, Fut>(what: &'static str, hook: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let hook: Hook = Box::new(move || Box::pin(hook()));
-    HOOKS.lock().unwrap_or_else(|e| e.into_inner()).push((what, hook));
+impl Hooks {
+    /// Runs `hook` on shutdown (with the others, within the shutdown budget).
+    pub fn add<F, Fut>(&mut self, what: &'static str, hook: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.0.push((what, Box::new(move || Box::pin(hook()))));
+    }
 }
 
-/// Asks Lambda for a SIGTERM before shutdown and handles it. Call at cold start, before the
-/// runtime loop starts (registration must happen during the init phase).
-pub async fn install() {
+/// Asks Lambda for a SIGTERM before shutdown and handles it by running `hooks`. Call at cold
+/// start, before the runtime loop starts (registration must happen during the init phase).
+pub async fn install(hooks: Hooks) {
     let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
         (Err(error), _) | (_, Err(error)) => {
@@ -76,15 +76,14 @@ pub async fn install() {
             _ = terminate.recv() => "SIGTERM",
             _ = interrupt.recv() => "SIGINT",
         };
-        shut_down(signal).await;
+        shut_down(signal, hooks).await;
     });
 }
 
 /// Flushes the metrics, runs the hooks within [`BUDGET`], and exits 0.
-async fn shut_down(signal: &'static str) -> ! {
+async fn shut_down(signal: &'static str, Hooks(hooks): Hooks) -> ! {
     tracing::info!(signal, "shutting down");
     crate::metrics::flush();
-    let hooks = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner()));
     let names: Vec<&str> = hooks.iter().map(|(what, _)| *what).collect();
     let run = futures::future::join_all(hooks.into_iter().map(|(_, hook)| hook()));
     let in_time = tokio::time::timeout(BUDGET, run).await.is_ok();

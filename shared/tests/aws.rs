@@ -9,15 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 use shared::adapters::dynamodb::{DynamoDbFailedLoginCounter, DynamoDbIdempotencyStore};
-use shared::adapters::jwt::JwtAccessTokens;
+use shared::adapters::jwt::{JwtAccessTokens, KeyRing, TokenPolicy};
 use shared::adapters::memory::{MemoryFailedLoginCounter, MemoryIdempotencyStore};
 use shared::adapters::secrets_manager::SecretsManagerSource;
-use shared::config::JwtConfig;
 use shared::domain::UserId;
 use shared::ports::{
     AccessTokens, Claim, FailedLoginCounter, IdempotencyStore, RecordState, SecretSource, StoredResponse, TokenRejected,
 };
-use shared::secrets::{CachedSecret, SecretSetting, SigningKeys};
+use shared::secrets::{CachedSecret, Secret};
 use support::aws;
 
 async fn table() -> String {
@@ -226,19 +225,16 @@ async fn a_cached_secret_is_read_once_per_ttl_and_again_when_refused() {
     );
 }
 
-fn jwt_config(grace: Duration) -> JwtConfig {
-    JwtConfig {
-        key: SecretSetting::Stored { id: String::new() },
-        issuer: "favorites".into(),
-        audience: "favorites-api".into(),
-        ttl: Duration::from_secs(3600),
+fn jwt_config(grace: Duration) -> TokenPolicy {
+    TokenPolicy {
         grace,
+        ..TokenPolicy::default()
     }
 }
 
 async fn instance(id: &str, ttl: Duration, grace: Duration) -> JwtAccessTokens {
     let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
-    let keys = SigningKeys::stored(CachedSecret::new(source, id, ttl), grace)
+    let keys = KeyRing::new(Secret::Stored(CachedSecret::new(source, id, ttl)), grace)
         .await
         .unwrap();
     JwtAccessTokens::new(&jwt_config(grace), Arc::new(keys))
@@ -319,8 +315,8 @@ async fn a_forged_key_id_cannot_make_an_instance_read_the_secret_on_every_reques
         reads: Default::default(),
     });
     let source: Arc<dyn SecretSource> = counted.clone();
-    let keys = SigningKeys::stored(
-        CachedSecret::new(source, id, Duration::from_secs(300)),
+    let keys = KeyRing::new(
+        Secret::Stored(CachedSecret::new(source, id, Duration::from_secs(300))),
         Duration::from_secs(3600),
     )
     .await
@@ -364,16 +360,10 @@ async fn a_rotated_enrichment_key_is_read_again_when_the_service_refuses_the_old
     use e2e::enrichment_server::{Mode, spawn};
     use shared::adapters::enrichment::HttpEnrichmentClient;
     use shared::ports::{AssetRef, EnrichmentClient};
-    use shared::secrets::RotatingSecret;
 
     let id = support::create_secret("old-api-key").await;
     let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
-    let key = RotatingSecret::from_setting(
-        &SecretSetting::Stored { id: id.clone() },
-        Some(&source),
-        Duration::from_secs(3600),
-    )
-    .unwrap();
+    let key = Secret::Stored(CachedSecret::new(source, id.clone(), Duration::from_secs(3600)));
     // The service already accepts only the new key; the instance holds the old one.
     let (url, _fake) = spawn("new-api-key", Mode::Healthy { latency_ms: 0 }).await;
     let client = HttpEnrichmentClient::new(&url, key).unwrap();

@@ -19,7 +19,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
-use shared::config::CacheConfig;
+use shared::adapters::redis::CachePolicy;
+use shared::config::CacheSettings;
 use shared::domain::{Asset, AssetInput, Description, FavoriteId, UserId};
 use shared::ports::ListQuery;
 use shared::usecases::cache::{COOL_DOWN, CacheGuard, CacheStats};
@@ -31,20 +32,21 @@ fn redis_url() -> String {
     })
 }
 
-fn cache_config(url: &str, max_items: usize, max_bytes: usize) -> CacheConfig {
-    CacheConfig {
+fn cache_config(url: &str, max_items: usize, max_bytes: usize) -> CacheSettings {
+    CacheSettings {
         url: SecretString::from(url.to_string()),
-        timeout: Duration::from_millis(200),
-        ttl: Duration::from_secs(600),
-        max_items,
-        max_bytes,
-        enrichment_ttl: Duration::from_secs(300),
+        policy: CachePolicy {
+            ttl: Duration::from_secs(600),
+            max_items,
+            max_bytes,
+            ..CachePolicy::default()
+        },
     }
 }
 
-fn guard(config: &CacheConfig) -> Arc<CacheGuard> {
+fn guard(config: &CacheSettings) -> Arc<CacheGuard> {
     let cache = RedisFavoriteCache::new(config).unwrap();
-    Arc::new(CacheGuard::new(Arc::new(cache), config.timeout * 2))
+    Arc::new(CacheGuard::new(Arc::new(cache), config.policy.timeout * 2))
 }
 
 /// A plain connection, to look at what the cache wrote.
@@ -540,7 +542,7 @@ async fn a_hung_redis_costs_a_bounded_delay_not_an_error() {
     let elapsed = started.elapsed();
     private.signal("CONT");
     // One timeout, then the cool-down skips the cache: far less than six timeouts.
-    assert!(elapsed < config.timeout * 2 * 3, "took {elapsed:?}");
+    assert!(elapsed < config.policy.timeout * 2 * 3, "took {elapsed:?}");
     assert!(CacheStats::get(&cache.stats.failures) >= 1);
     assert!(CacheStats::get(&cache.stats.bypassed) >= 1);
 }

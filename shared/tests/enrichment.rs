@@ -17,7 +17,7 @@ use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
 use shared::domain::{AssetInput, UserId};
 use shared::ports::ListQuery;
-use shared::secrets::RotatingSecret;
+use shared::secrets::Secret;
 use shared::usecases::cache::CacheGuard;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
 use shared::usecases::list_favorites;
@@ -44,26 +44,26 @@ fn policy() -> EnrichmentPolicy {
 }
 
 fn enrichment(url: &str, policy: EnrichmentPolicy) -> Arc<Enrichment> {
-    let client = HttpEnrichmentClient::new(url, RotatingSecret::fixed(SecretString::from(API_KEY))).unwrap();
+    let client = HttpEnrichmentClient::new(url, Secret::fixed(SecretString::from(API_KEY))).unwrap();
     Arc::new(Enrichment::new(Box::new(client), policy, None))
 }
 
 /// Enrichment whose results are cached in the test Redis for `enrichment_ttl`.
 fn cached_enrichment(url: &str, enrichment_ttl: Duration) -> Arc<Enrichment> {
     let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
-    let config = shared::config::CacheConfig {
+    let config = shared::config::CacheSettings {
         url: SecretString::from(redis_url),
-        timeout: Duration::from_millis(200),
-        ttl: Duration::from_secs(60),
-        max_items: 1000,
-        max_bytes: 1 << 20,
-        enrichment_ttl,
+        policy: shared::adapters::redis::CachePolicy {
+            ttl: Duration::from_secs(60),
+            enrichment_ttl,
+            ..Default::default()
+        },
     };
     let cache = Arc::new(CacheGuard::new(
         Arc::new(RedisFavoriteCache::new(&config).unwrap()),
         Duration::from_millis(400),
     ));
-    let client = HttpEnrichmentClient::new(url, RotatingSecret::fixed(SecretString::from(API_KEY))).unwrap();
+    let client = HttpEnrichmentClient::new(url, Secret::fixed(SecretString::from(API_KEY))).unwrap();
     Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)))
 }
 

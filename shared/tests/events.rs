@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use shared::adapters::bcrypt::BcryptPasswordHasher;
-use shared::app;
-use shared::config::Config;
+use shared::config::{Env, Settings};
 use shared::domain::{Email, Password, User, UserId};
+use shared::functions::{
+    AddFavorite, Function, GetFavorite, Health, ListFavorites, Login, RemoveFavorite, Signup, UpdateFavorite,
+};
 use shared::ports::PasswordHasher;
+use shared::wiring::Wiring;
 use tower::ServiceExt;
 
 fn events_dir() -> PathBuf {
@@ -27,19 +30,23 @@ struct Fixture {
     password: String,
 }
 
-async fn router(function: &str, config: Config) -> Router {
-    let built = match function {
-        "signup" => app::signup(config).await,
-        "login" => app::login(config).await,
-        "health" => app::health(config).await,
-        "add-favorite" => app::add_favorite(config).await,
-        "get-favorite" => app::get_favorite(config).await,
-        "update-favorite" => app::update_favorite(config).await,
-        "remove-favorite" => app::remove_favorite(config).await,
-        "list-favorites" => app::list_favorites(config).await,
+/// The router function `name` serves with the settings it reads from `env`.
+async fn router(name: &str, env: &dyn Env) -> Router {
+    async fn build<F: Function>(env: &dyn Env) -> Router {
+        let settings = F::Settings::from_env(env).unwrap();
+        F::build(settings, &Wiring::default()).await.unwrap()
+    }
+    match name {
+        Signup::NAME => build::<Signup>(env).await,
+        Login::NAME => build::<Login>(env).await,
+        Health::NAME => build::<Health>(env).await,
+        AddFavorite::NAME => build::<AddFavorite>(env).await,
+        GetFavorite::NAME => build::<GetFavorite>(env).await,
+        UpdateFavorite::NAME => build::<UpdateFavorite>(env).await,
+        RemoveFavorite::NAME => build::<RemoveFavorite>(env).await,
+        ListFavorites::NAME => build::<ListFavorites>(env).await,
         other => panic!("events/{other}: no such function"),
-    };
-    built.unwrap()
+    }
 }
 
 #[tokio::test]
@@ -92,7 +99,7 @@ async fn every_event_gets_the_status_its_name_promises() {
                 .parse()
                 .expect("event names end in -<status>");
             let request = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let response = router(&name, Config::from(&env).unwrap())
+            let response = router(&name, &env)
                 .await
                 .oneshot(request)
                 .await

@@ -13,18 +13,19 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::adapters::sql::Database;
-use shared::config::{DatabaseConfig, DatabaseTarget};
+use shared::config::{DatabaseSettings, DatabaseTarget, Endpoint, SecretSetting};
+use shared::secrets::Secret;
 use shared::domain::{AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
 use shared::ports::{DatabaseHealth, ListQuery, SecretSource};
 use sqlx::Connection;
 use support::aws;
 
-fn proxy_config(url: &str) -> DatabaseConfig {
-    DatabaseConfig {
+fn proxy_config(url: &str) -> DatabaseSettings {
+    DatabaseSettings {
         proxy: true,
         // One connection: every operation below runs on the session we then inspect.
         max_connections: 1,
-        ..DatabaseConfig::for_url(url)
+        ..DatabaseSettings::for_url(url)
     }
 }
 
@@ -117,9 +118,9 @@ async fn in_proxy_mode_no_operation_leaves_anything_that_pins_a_proxy_session() 
 async fn outside_proxy_mode_statements_are_prepared_by_name_so_the_check_above_can_fail() {
     let test = support::postgres().await;
     let db = Database::connect(
-        &DatabaseConfig {
+        &DatabaseSettings {
             max_connections: 1,
-            ..DatabaseConfig::for_url(&test.url)
+            ..DatabaseSettings::for_url(&test.url)
         },
         None,
     )
@@ -188,34 +189,35 @@ impl TlsServer {
     }
 }
 
-fn secret_config(secret_id: &str) -> DatabaseConfig {
-    DatabaseConfig {
-        target: DatabaseTarget::Secret {
-            id: secret_id.to_string(),
-            host: None,
-            port: None,
-            name: None,
+fn secret_config(secret_id: &str) -> DatabaseSettings {
+    DatabaseSettings {
+        target: DatabaseTarget::Rds {
+            credentials: SecretSetting::Stored {
+                id: secret_id.to_string(),
+                // Long: a refresh below comes from the refused password, not from the TTL.
+                ttl: Duration::from_secs(3600),
+            },
+            endpoint: Endpoint::default(),
         },
         proxy: true,
         max_connections: 1,
         ca_bundle: Some(PathBuf::from(std::env::var("TEST_TLS_PG_CA").unwrap())),
-        // Long: a refresh below comes from the refused password, not from the TTL.
-        secrets_ttl: Duration::from_secs(3600),
-        ..DatabaseConfig::for_url("postgres://unused")
+        ..DatabaseSettings::for_url("postgres://unused")
     }
 }
 
-async fn secrets() -> Arc<dyn SecretSource> {
-    Arc::new(SecretsManagerSource::new(aws().await))
+/// The database a function connects to with these settings, its secret read from Secrets Manager.
+async fn connect(settings: &DatabaseSettings) -> Database {
+    let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
+    let credentials = Secret::from_setting(settings.credentials().unwrap(), Some(&source)).unwrap();
+    Database::connect(settings, Some(credentials)).await.unwrap()
 }
 
 #[tokio::test]
 async fn credentials_come_from_the_secret_over_verified_tls() {
     let server = TlsServer::new("first-password").await;
     let id = support::create_secret(&server.secret("first-password")).await;
-    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
-        .await
-        .unwrap();
+    let db = connect(&secret_config(&id)).await;
     db.migrate().await.unwrap();
     every_operation(&db).await;
     let Database::Postgres(pg) = &db else { unreachable!() };
@@ -232,11 +234,11 @@ async fn a_server_certificate_from_another_ca_is_refused() {
     let server = TlsServer::new("pw-ca-check").await;
     let id = support::create_secret(&server.secret("pw-ca-check")).await;
     // The built-in bundle holds only the RDS CAs, which did not sign the test server.
-    let config = DatabaseConfig {
+    let config = DatabaseSettings {
         ca_bundle: None,
         ..secret_config(&id)
     };
-    let db = Database::connect(&config, Some(&secrets().await)).await.unwrap();
+    let db = connect(&config).await;
     let error = db.ping().await.unwrap_err();
     assert!(format!("{error:#}").to_lowercase().contains("certificate"), "{error:#}");
 }
@@ -245,9 +247,7 @@ async fn a_server_certificate_from_another_ca_is_refused() {
 async fn after_a_password_rotation_the_next_connection_reads_the_secret_again() {
     let mut server = TlsServer::new("before-rotation").await;
     let id = support::create_secret(&server.secret("before-rotation")).await;
-    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
-        .await
-        .unwrap();
+    let db = connect(&secret_config(&id)).await;
     db.migrate().await.unwrap();
     every_operation(&db).await;
 
@@ -262,9 +262,7 @@ async fn after_a_password_rotation_the_next_connection_reads_the_secret_again() 
 async fn a_refused_password_with_an_unchanged_secret_fails_without_looping() {
     let mut server = TlsServer::new("the-password").await;
     let id = support::create_secret(&server.secret("the-password")).await;
-    let db = Database::connect(&secret_config(&id), Some(&secrets().await))
-        .await
-        .unwrap();
+    let db = connect(&secret_config(&id)).await;
     db.ping().await.unwrap();
     server.change_password("changed-behind-our-back").await;
     let error = db.ping().await.unwrap_err();

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::app::run(shared::app::get_favorite).await
+    shared::lambda::run::<shared::functions::GetFavorite>().await
 }

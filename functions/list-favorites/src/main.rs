@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::app::run_streaming(shared::app::list_favorites).await
+    shared::lambda::run::<shared::functions::ListFavorites>().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::app::run(shared::app::remove_favorite).await
+    shared::lambda::run::<shared::functions::RemoveFavorite>().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::app::run(shared::app::signup).await
+    shared::lambda::run::<shared::functions::Signup>().await
 }

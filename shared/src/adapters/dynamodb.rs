@@ -22,6 +22,18 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValuesOnC
 
 use crate::ports::{Claim, FailedLoginCounter, IdempotencyRecord, IdempotencyStore, RecordState, StoredResponse};
 
+/// The DynamoDB actions [`DynamoDbIdempotencyStore`] calls: what its function's IAM policy must
+/// allow on the table, and no more (checked against template.yaml by a test).
+pub const IDEMPOTENCY_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+];
+
+/// The DynamoDB actions [`DynamoDbFailedLoginCounter`] calls.
+pub const THROTTLE_ACTIONS: &[&str] = &["dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
 

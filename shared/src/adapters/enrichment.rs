@@ -11,18 +11,18 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{AssetRef, EnrichmentClient, FetchError, Metadata};
-use crate::secrets::RotatingSecret;
+use crate::secrets::Secret;
 
 pub struct HttpEnrichmentClient {
     client: reqwest::Client,
     url: String,
-    api_key: RotatingSecret,
+    api_key: Secret,
 }
 
 impl HttpEnrichmentClient {
     /// One client per cold start: its connection pool keeps connections to the service open
     /// across invocations of a warm instance.
-    pub fn new(base_url: &str, api_key: RotatingSecret) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str, api_key: Secret) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(2))

@@ -29,7 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 use secrecy::ExposeSecret;
 
-use crate::config::CacheConfig;
+use crate::config::CacheSettings;
 use crate::domain::UserId;
 use crate::ports::{
     CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FavoritesVersion, FillTicket,
@@ -172,6 +172,36 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
+/// The cache's bounds: on time, on each user's entry, on how long an entry lives.
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    /// Bound on connecting and on each reply (`REDIS_TIMEOUT_MS`, default 200): well under
+    /// any function timeout, so a slow Redis costs a bounded delay before the database answers.
+    pub timeout: Duration,
+    /// Lifetime of a user's entry after its last write (`CACHE_TTL_SECONDS`, default 3600).
+    pub ttl: Duration,
+    /// The most favorites one user's entry holds (`CACHE_MAX_ITEMS`, default 1000, at most
+    /// 5000): the first ones in listing order; the rest of a longer list is read from the database.
+    pub max_items: usize,
+    /// The most bytes of favorites one user's entry holds (`CACHE_MAX_BYTES`, default 1 MiB).
+    pub max_bytes: usize,
+    /// How long an enrichment result is used (`ENRICHMENT_CACHE_TTL_SECONDS`, default 300):
+    /// the metadata belongs to another service and changes there.
+    pub enrichment_ttl: Duration,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(200),
+            ttl: Duration::from_secs(3_600),
+            max_items: 1_000,
+            max_bytes: 1 << 20,
+            enrichment_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
 pub struct RedisFavoriteCache {
     connection: ConnectionManager,
     ttl_seconds: u64,
@@ -190,10 +220,9 @@ impl RedisFavoriteCache {
     /// first use and is re-opened in the background after a failure, so a Redis that is down
     /// at cold start costs nothing but cache misses. `rediss://` URLs use TLS (rustls with the
     /// web PKI roots, which include the Amazon roots ElastiCache's certificates chain to).
-    pub fn new(config: &CacheConfig) -> anyhow::Result<Self> {
-        // rustls needs one process-wide crypto provider; a second install is a no-op error.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = redis::Client::open(config.url.expose_secret()).context("parsing REDIS_URL")?;
+    pub fn new(settings: &CacheSettings) -> anyhow::Result<Self> {
+        let config = &settings.policy;
+        let client = redis::Client::open(settings.url.expose_secret()).context("parsing REDIS_URL")?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))

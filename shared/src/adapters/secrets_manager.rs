@@ -14,6 +14,10 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
 use crate::ports::{SecretSource, SecretVersion};
 
+/// The Secrets Manager actions this source calls on a secret: what a function's IAM policy
+/// must allow on each secret it reads (checked against template.yaml by a test).
+pub const ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
+
 pub struct SecretsManagerSource {
     client: Client,
 }

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::idempotency::Rejection as IdempotencyRejection;
 use crate::domain::Invalid;
 use crate::ports::TokenRejected;
 use crate::usecases::add_favorite::AddFavoriteError;
@@ -75,6 +76,34 @@ impl ApiError {
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// A body over the route's bound, blamed on the whole body.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body must be at most {limit} bytes"),
+        )
+        .at("")
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this method is not allowed on this route",
+        )
+    }
+
+    /// A dependency the request cannot do without is down: retry later.
+    pub fn service_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(1)
     }
 
     /// A failure the client cannot fix. The cause chain goes to the log; the client gets a
@@ -211,6 +240,33 @@ impl From<RemoveFavoriteError> for ApiError {
         match error {
             RemoveFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
             RemoveFavoriteError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<IdempotencyRejection> for ApiError {
+    fn from(rejection: IdempotencyRejection) -> Self {
+        match rejection {
+            IdempotencyRejection::MalformedKey { max_length } => Self::new(
+                StatusCode::BAD_REQUEST,
+                format!("must be 1 to {max_length} visible ASCII characters"),
+            )
+            .in_header("Idempotency-Key"),
+            IdempotencyRejection::Mismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was used with a different request body; use a new key for a new request",
+            )
+            .in_header("Idempotency-Key"),
+            IdempotencyRejection::InProgress => Self::new(
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is still being handled; retry shortly with the same key",
+            )
+            .in_header("Idempotency-Key")
+            .retry_after(1),
+            IdempotencyRejection::StoreUnavailable(error) => {
+                tracing::error!(error = format!("{error:#}"), "the idempotency store failed");
+                Self::service_unavailable("idempotent requests cannot be handled right now; retry with the same key")
+            }
         }
     }
 }

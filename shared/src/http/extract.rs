@@ -1,17 +1,13 @@
 //! Extractors: untrusted request parts become typed values here, or a JSON:API 4xx that names
 //! what is wrong. Handlers never see raw bodies or headers.
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::error::ApiError;
-use crate::domain::UserId;
-use crate::ports::{AccessTokens, TokenRejected};
 
 /// Default bound on a request body. API Gateway allows 10 MB; nothing we accept needs more
 /// than this, and a bound keeps a hostile client from making us parse megabytes.
@@ -30,13 +26,9 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         require_json_content_type(request.headers())?;
-        let bytes = axum::body::to_bytes(request.into_body(), LIMIT).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body must be at most {LIMIT} bytes"),
-            )
-            .at("")
-        })?;
+        let bytes = axum::body::to_bytes(request.into_body(), LIMIT)
+            .await
+            .map_err(|_| ApiError::payload_too_large(LIMIT))?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -51,10 +43,7 @@ fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiE
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent with Content-Type: application/json",
-        ))
+        Err(ApiError::unsupported_media_type())
     }
 }
 
@@ -127,42 +116,6 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header, when that is what the header holds.
-pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// The user a valid bearer token names. A missing, malformed, expired or forged token is a 401
-/// before the handler runs.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthUser(pub UserId);
-
-impl<S> FromRequestParts<S> for AuthUser
-where
-    S: Send + Sync,
-    Arc<dyn AccessTokens>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // Verified already by a layer in front of the route (idempotency scopes keys by user).
-        if let Some(user) = parts.extensions.get::<AuthUser>() {
-            return Ok(*user);
-        }
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer <token> header is required"))?;
-        let token = bearer_token(header).ok_or(TokenRejected::Invalid)?;
-        let tokens = Arc::<dyn AccessTokens>::from_ref(state);
-        let user = tokens.verify(token).await?;
-        super::observe::record_user(&user);
-        Ok(AuthUser(user))
-    }
-}
-
 /// The client's IP address as API Gateway saw it (`requestContext.identity.sourceIp` for the
 /// REST API, `requestContext.http.sourceIp` for HTTP APIs and the local emulator); `unknown`
 /// when the request did not come through API Gateway.
@@ -186,6 +139,8 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
+
+    use axum::http::StatusCode;
 
     use super::*;
 

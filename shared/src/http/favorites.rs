@@ -4,16 +4,18 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::auth::{AuthUser, authenticated};
 use super::error::ApiError;
-use super::extract::{AuthUser, JsonBody};
+use super::extract::JsonBody;
 use super::finish;
+use super::idempotency::{IdempotencyLayer, idempotent};
 use crate::domain::{AssetInput, Description, FavoriteId, Invalid};
 use crate::ports::{AccessTokens, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
 use crate::usecases::cache::CacheGuard;
@@ -23,11 +25,10 @@ use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favori
 pub const ASSET_LIMIT: usize = 256 * 1024;
 const PATCH_LIMIT: usize = 16 * 1024;
 
-/// A function's state: the one port it uses, the token verifier every route needs, and the
-/// cache that changes are written through to (`None` when the cache is off, and for reads).
+/// A function's state: the one port it uses, and the cache that changes are written through
+/// to (`None` when the cache is off, and for reads).
 pub struct FavoritesState<P: ?Sized> {
     pub favorites: Arc<P>,
-    pub tokens: Arc<dyn AccessTokens>,
     pub cache: Option<Arc<CacheGuard>>,
 }
 
@@ -35,15 +36,8 @@ impl<P: ?Sized> Clone for FavoritesState<P> {
     fn clone(&self) -> Self {
         Self {
             favorites: self.favorites.clone(),
-            tokens: self.tokens.clone(),
             cache: self.cache.clone(),
         }
-    }
-}
-
-impl<P: ?Sized> FromRef<FavoritesState<P>> for Arc<dyn AccessTokens> {
-    fn from_ref(state: &FavoritesState<P>) -> Self {
-        state.tokens.clone()
     }
 }
 
@@ -52,8 +46,15 @@ fn favorite_id(path: Result<Path<String>, PathRejection>) -> Result<FavoriteId, 
     FavoriteId::parse(&raw).map_err(|e| ApiError::bad_parameter("id", e.detail))
 }
 
-pub fn add_favorite_router(state: FavoritesState<dyn FavoriteInserter>) -> Router {
-    finish(Router::new().route("/favorites", post(add_handler)), state)
+/// Every route is behind the authentication layer, and adding behind the idempotency layer
+/// too (inside it: keys are scoped by the authenticated user).
+pub fn add_favorite_router(
+    state: FavoritesState<dyn FavoriteInserter>,
+    tokens: Arc<dyn AccessTokens>,
+    idempotency: IdempotencyLayer,
+) -> Router {
+    let routes = idempotent(Router::new().route("/favorites", post(add_handler)), idempotency);
+    authenticated(finish(routes, state), tokens)
 }
 
 async fn add_handler(
@@ -67,8 +68,8 @@ async fn add_handler(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(favorite)))
 }
 
-pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>) -> Router {
-    finish(Router::new().route("/favorites/{id}", get(get_handler)), state)
+pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>, tokens: Arc<dyn AccessTokens>) -> Router {
+    authenticated(finish(Router::new().route("/favorites/{id}", get(get_handler)), state), tokens)
 }
 
 async fn get_handler(
@@ -99,8 +100,8 @@ impl PatchBody {
     }
 }
 
-pub fn update_favorite_router(state: FavoritesState<dyn FavoriteDescriptionUpdater>) -> Router {
-    finish(Router::new().route("/favorites/{id}", patch(update_handler)), state)
+pub fn update_favorite_router(state: FavoritesState<dyn FavoriteDescriptionUpdater>, tokens: Arc<dyn AccessTokens>) -> Router {
+    authenticated(finish(Router::new().route("/favorites/{id}", patch(update_handler)), state), tokens)
 }
 
 async fn update_handler(
@@ -123,8 +124,8 @@ async fn update_handler(
     ))
 }
 
-pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>) -> Router {
-    finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state)
+pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>, tokens: Arc<dyn AccessTokens>) -> Router {
+    authenticated(finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state), tokens)
 }
 
 async fn remove_handler(

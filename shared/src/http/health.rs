@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::error::ApiError;
 use super::finish;
 use crate::ports::DatabaseHealth;
 
@@ -40,15 +41,15 @@ async fn health_handler(State(state): State<HealthState>) -> (StatusCode, Json<V
     let up = database["status"] == "up";
     let dependencies = json!({ "database": database });
     if up {
-        (
+        return (
             StatusCode::OK,
             Json(json!({ "status": "ok", "dependencies": dependencies })),
-        )
-    } else {
-        let error = json!({ "status": "503", "title": "Service Unavailable", "detail": "the database is unreachable" });
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "dependencies": dependencies, "errors": [error] })),
-        )
+        );
     }
+    // A JSON:API error document, with the dependencies beside the error.
+    let error = ApiError::service_unavailable("the database is unreachable");
+    let mut body = error.body();
+    body["status"] = json!("unavailable");
+    body["dependencies"] = dependencies;
+    (error.status(), Json(body))
 }

@@ -7,6 +7,9 @@
 //!   `Retry-After`; once it is done: its response again, with `Idempotent-Replayed: true`;
 //! - the store unreachable: 503 with `Retry-After`; the request is not handled, since it
 //!   could not be protected from running twice.
+//!
+//! On an authenticated route the layer sits behind the authentication layer: a request
+//! without a valid token is a 401 before any key is looked at, and keys are scoped per user.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,35 +21,43 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::AuthUser;
 use super::error::ApiError;
-use super::extract::{AuthUser, bearer_token};
-use crate::ports::{AccessTokens, StoredResponse};
+use crate::ports::StoredResponse;
 use crate::usecases::idempotency::{Decision, Idempotency, request_hash};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 const MAX_KEY_LENGTH: usize = 255;
 
-/// What the layer needs: the use case, the operation's name, and for an authenticated
-/// operation the token verifier, so that keys are scoped per user.
+/// What the layer needs: the use case, the operation's name, and the route's body bound.
 #[derive(Clone)]
 pub struct IdempotencyLayer {
     pub idempotency: Arc<Idempotency>,
     pub operation: &'static str,
-    pub tokens: Option<Arc<dyn AccessTokens>>,
-    /// The most body bytes the route accepts; a longer body is the route's 413 to give.
+    /// The most body bytes the route accepts; a longer body is a 413, and nothing is recorded.
     pub body_limit: usize,
 }
 
-/// Wraps `router` (one function's routes) in the layer, when the function has one.
-pub fn idempotent(router: Router, layer: Option<IdempotencyLayer>) -> Router {
-    match layer {
-        Some(layer) => router.layer(axum::middleware::from_fn_with_state(layer, handle)),
-        None => router,
-    }
+/// Why the layer answered instead of the route (the answers are in `error.rs`).
+#[derive(Debug)]
+pub enum Rejection {
+    MalformedKey { max_length: usize },
+    /// The key was first used with another body.
+    Mismatch,
+    /// The first request with this key is still being handled.
+    InProgress,
+    /// The store cannot be reached: the request could not be protected from running twice.
+    StoreUnavailable(anyhow::Error),
 }
 
-async fn handle(State(layer): State<IdempotencyLayer>, mut request: Request, next: Next) -> Response {
+/// `router`'s routes behind the layer. Behind the authentication layer, when the routes have
+/// one, so that keys are scoped by the user it recorded.
+pub(crate) fn idempotent<S: Clone + Send + Sync + 'static>(router: Router<S>, layer: IdempotencyLayer) -> Router<S> {
+    router.route_layer(axum::middleware::from_fn_with_state(layer, handle))
+}
+
+async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: Next) -> Response {
     let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY) else {
         return next.run(request).await;
     };
@@ -56,84 +67,50 @@ async fn handle(State(layer): State<IdempotencyLayer>, mut request: Request, nex
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LENGTH && k.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
     else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"),
-        )
-        .in_header("Idempotency-Key")
+        return ApiError::from(Rejection::MalformedKey {
+            max_length: MAX_KEY_LENGTH,
+        })
         .into_response();
     };
-    let caller = match &layer.tokens {
-        None => None,
-        Some(tokens) => {
-            let token = request.headers().get(header::AUTHORIZATION).and_then(bearer_token);
-            // Not authenticated: the route answers 401, and there is nothing to protect.
-            let Some(token) = token else {
-                return next.run(request).await;
-            };
-            let Ok(user) = tokens.verify(token).await else {
-                return next.run(request).await;
-            };
-            super::observe::record_user(&user);
-            // The route's `AuthUser` takes it from here instead of verifying the token again.
-            request.extensions_mut().insert(AuthUser(user));
-            Some(user.to_string())
-        }
-    };
+    let caller = request.extensions().get::<AuthUser>().map(|AuthUser(user)| user.to_string());
     let deadline = deadline(&request);
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, layer.body_limit + 1).await {
         Ok(bytes) if bytes.len() <= layer.body_limit => bytes,
-        // Too large: the route says so, and nothing is recorded.
-        _ => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large").into_response();
-        }
+        _ => return ApiError::payload_too_large(layer.body_limit).into_response(),
     };
     let key = Idempotency::record_key(layer.operation, caller.as_deref(), &client_key);
     let hash = request_hash(&bytes);
-    match layer.idempotency.begin(&key, &hash, deadline).await {
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "the idempotency store failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idempotent requests cannot be handled right now; retry with the same key",
-            )
-            .retry_after(1)
-            .into_response()
-        }
-        Ok(Decision::Mismatch) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "this Idempotency-Key was used with a different request body; use a new key for a new request",
-        )
-        .in_header("Idempotency-Key")
-        .into_response(),
-        Ok(Decision::InProgress) => ApiError::new(
-            StatusCode::CONFLICT,
-            "a request with this Idempotency-Key is still being handled; retry shortly with the same key",
-        )
-        .in_header("Idempotency-Key")
-        .retry_after(1)
-        .into_response(),
-        Ok(Decision::Replay(stored)) => replay(stored),
+    let rejection = match layer.idempotency.begin(&key, &hash, deadline).await {
+        Ok(Decision::Replay(stored)) => return replay(stored),
         Ok(Decision::Proceed) => {
             let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            let (parts, body) = response.into_parts();
-            // Responses of these routes are small JSON documents.
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let stored = StoredResponse {
-                status: parts.status.as_u16(),
-                content_type: parts
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-                body: body.to_vec(),
-            };
-            // Stored before answering: Lambda may freeze the instance once the answer is sent.
-            layer.idempotency.finish(&key, stored).await;
-            Response::from_parts(parts, Body::from(body))
+            return record(&layer, &key, response).await;
         }
-    }
+        Ok(Decision::Mismatch) => Rejection::Mismatch,
+        Ok(Decision::InProgress) => Rejection::InProgress,
+        Err(error) => Rejection::StoreUnavailable(error),
+    };
+    ApiError::from(rejection).into_response()
+}
+
+/// Stores the route's answer under the key, then gives it: stored before answering, since
+/// Lambda may freeze the instance once the answer is sent.
+async fn record(layer: &IdempotencyLayer, key: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    // Responses of these routes are small JSON documents.
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: body.to_vec(),
+    };
+    layer.idempotency.finish(key, stored).await;
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn replay(stored: StoredResponse) -> Response {

@@ -19,22 +19,21 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::auth::{AuthUser, authenticated};
 use super::error::ApiError;
-use super::extract::AuthUser;
 use super::finish;
 use super::observe::RequestId;
 use super::paging::{CursorCodec, ListParams, Paging};
 use crate::domain::UserId;
 use crate::metrics::{self, Distribution};
-use crate::ports::{AccessTokens, FavoriteLister, FavoriteStream, ListPosition};
-use crate::secrets::SigningKeys;
+use crate::ports::{AccessTokens, CursorKeys, FavoriteLister, FavoriteStream, ListPosition};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
 use crate::usecases::list_favorites::list_favorites;
@@ -48,21 +47,14 @@ pub const NDJSON: &str = "application/x-ndjson";
 #[derive(Clone)]
 pub struct ListState {
     pub favorites: Arc<dyn FavoriteLister>,
-    pub tokens: Arc<dyn AccessTokens>,
-    /// The token keys, which also sign cursors.
-    pub keys: Arc<SigningKeys>,
+    /// Sign the `next_cursor` of a page and check the `cursor` of a request.
+    pub cursor_keys: Arc<dyn CursorKeys>,
     pub cache: Option<Arc<CacheGuard>>,
     pub enrichment: Option<Arc<Enrichment>>,
 }
 
-impl FromRef<ListState> for Arc<dyn AccessTokens> {
-    fn from_ref(state: &ListState) -> Self {
-        state.tokens.clone()
-    }
-}
-
-pub fn list_favorites_router(state: ListState) -> Router {
-    finish(Router::new().route("/favorites", get(list_handler)), state)
+pub fn list_favorites_router(state: ListState, tokens: Arc<dyn AccessTokens>) -> Router {
+    authenticated(finish(Router::new().route("/favorites", get(list_handler)), state), tokens)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +88,7 @@ async fn list_handler(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|_| ApiError::bad_parameter("", "the query string is malformed"))?;
-    let cursors = Arc::new(CursorCodec::for_keys(&*state.keys.keys().await));
+    let cursors = Arc::new(CursorCodec::new(state.cursor_keys.cursor_keys().await));
     let paging = Paging::parse(params, &cursors, user)?;
     let format = Format::from_accept(&headers);
     let rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
@@ -198,7 +190,6 @@ fn render(
 mod tests {
     use chrono::Utc;
     use futures::TryStreamExt;
-    use secrecy::SecretString;
 
     use super::*;
     use crate::ports::ListedFavorite;
@@ -222,7 +213,7 @@ mod tests {
     }
 
     async fn body(format: Format, rows: FavoriteStream, page_size: Option<u64>) -> (Vec<u8>, bool) {
-        let cursors = Arc::new(CursorCodec::new(&SecretString::from("k".repeat(32))));
+        let cursors = Arc::new(CursorCodec::new(vec![[7; 32]]));
         let stream = render(Some(row("a")), rows, format, page_size, UserId::generate(), cursors);
         let mut stream = std::pin::pin!(stream);
         let mut bytes = Vec::new();

@@ -2,6 +2,7 @@
 //! and the one JSON:API error mapping. The same routers serve under the Lambda runtime
 //! (`lambda_http::run`) and in tests (`tower::ServiceExt::oneshot`).
 
+mod auth;
 pub mod error;
 pub mod extract;
 mod favorites;
@@ -13,8 +14,8 @@ pub mod paging;
 mod users;
 
 use axum::Router;
-use axum::http::StatusCode;
 
+pub use auth::AuthUser;
 pub use error::ApiError;
 pub use favorites::{
     ASSET_LIMIT, FavoritesState, add_favorite_router, get_favorite_router, remove_favorite_router,
@@ -29,11 +30,6 @@ pub use users::{CREDENTIALS_LIMIT, LoginState, SignupState, login_router, signup
 pub(crate) fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this method is not allowed on this route",
-            )
-        })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
 }

@@ -9,39 +9,30 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::error::ApiError;
 use crate::domain::UserId;
 use crate::ports::{ListPosition, ListQuery};
-use crate::secrets::KeySet;
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 10_000;
 const MAC_BYTES: usize = 16;
 
-/// Signs and checks cursors with keys derived from the token keys, so there is no second
-/// secret to provision or rotate: a cursor is signed with the current key and accepted with
-/// any live one, so paging through a list survives a key rotation.
+/// Signs and checks cursors. The keys come from [`crate::ports::CursorKeys`]: a cursor is
+/// signed with the current key and accepted with any live one, so paging through a list
+/// survives a key rotation.
 pub struct CursorCodec {
     /// The current key first.
     keys: Vec<[u8; 32]>,
 }
 
 impl CursorCodec {
-    pub fn new(secret: &SecretString) -> Self {
-        Self {
-            keys: vec![derive(secret)],
-        }
-    }
-
-    /// For the token keys live now.
-    pub fn for_keys(keys: &KeySet) -> Self {
-        Self {
-            keys: keys.live().into_iter().map(|k| derive(&k.secret)).collect(),
-        }
+    /// `keys`: the current key first; at least one.
+    pub fn new(keys: Vec<[u8; 32]>) -> Self {
+        assert!(!keys.is_empty(), "a cursor codec needs a key to sign with");
+        Self { keys }
     }
 
     fn mac(key: &[u8; 32], user: UserId, payload: &[u8]) -> Hmac<Sha256> {
@@ -82,12 +73,6 @@ impl CursorCodec {
             id: id.to_string(),
         })
     }
-}
-
-fn derive(secret: &SecretString) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
-    mac.update(b"favorites/list-cursor/v1");
-    mac.finalize().into_bytes().into()
 }
 
 /// The query string as sent; unknown parameters are ignored.
@@ -164,7 +149,7 @@ mod tests {
     use super::*;
 
     fn codec() -> CursorCodec {
-        CursorCodec::new(&SecretString::from("k".repeat(32)))
+        CursorCodec::new(vec![[7; 32]])
     }
 
     fn position() -> ListPosition {

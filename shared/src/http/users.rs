@@ -13,6 +13,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{JsonBody, SourceIp};
 use super::finish;
+use super::idempotency::{IdempotencyLayer, idempotent};
 use crate::domain::{Email, Invalid, Password};
 use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserInserter};
 use crate::usecases::login::{LoggedIn, LoginRequest, LoginThrottle, login};
@@ -43,8 +44,12 @@ pub struct SignupState {
     pub hasher: Arc<dyn PasswordHasher>,
 }
 
-pub fn signup_router(state: SignupState) -> Router {
-    finish(Router::new().route("/signup", post(signup_handler)), state)
+/// Behind the idempotency layer: a retried signup gets the first answer, not a 409.
+pub fn signup_router(state: SignupState, idempotency: IdempotencyLayer) -> Router {
+    finish(
+        idempotent(Router::new().route("/signup", post(signup_handler)), idempotency),
+        state,
+    )
 }
 
 async fn signup_handler(

@@ -41,3 +41,11 @@ pub trait AccessTokens: Send + Sync {
     /// rotation's grace period.
     async fn verify(&self, token: &str) -> Result<UserId, TokenRejected>;
 }
+
+/// Keys for the values the service signs for itself (list cursors), derived from the token
+/// keys so that there is no second secret to provision or rotate.
+#[async_trait]
+pub trait CursorKeys: Send + Sync {
+    /// The keys live now, the current one (which signs) first; never empty.
+    async fn cursor_keys(&self) -> Vec<[u8; 32]>;
+}

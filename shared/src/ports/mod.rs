@@ -14,7 +14,7 @@ mod secrets;
 mod throttle;
 mod users;
 
-pub use auth::{AccessTokens, IssuedToken, PasswordHasher, TokenRejected};
+pub use auth::{AccessTokens, CursorKeys, IssuedToken, PasswordHasher, TokenRejected};
 pub use cache::{CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FillTicket};
 pub use enrichment::{AssetRef, EnrichmentClient, FetchError, Metadata};
 pub use favorites::{

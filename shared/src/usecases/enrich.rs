@@ -42,6 +42,22 @@ pub struct EnrichmentPolicy {
     pub breaker_open_for: Duration,
 }
 
+/// The production defaults (each overridable by its `ENRICHMENT_*` variable).
+impl Default for EnrichmentPolicy {
+    fn default() -> Self {
+        Self {
+            batch: 50,
+            in_flight: 4,
+            call_timeout: Duration::from_millis(300),
+            deadline: Duration::from_secs(1),
+            retries: 2,
+            backoff: Duration::from_millis(25),
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(5),
+        }
+    }
+}
+
 /// What enrichment did in this instance, for logs and tests. Metrics are recorded per call
 /// (`EnrichmentLatency`) and per request (`EnrichmentBreakerOpen`, see [`Request`]).
 #[derive(Debug, Default)]

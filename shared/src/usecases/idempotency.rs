@@ -27,6 +27,15 @@ pub struct IdempotencyPolicy {
     pub in_progress_for: Duration,
 }
 
+impl Default for IdempotencyPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(3_600),
+            in_progress_for: Duration::from_secs(30),
+        }
+    }
+}
+
 /// What to do with a request that carries a key.
 #[derive(Debug)]
 pub enum Decision {

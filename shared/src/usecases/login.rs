@@ -27,6 +27,16 @@ pub struct ThrottlePolicy {
     pub window: Duration,
 }
 
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            per_email: 5,
+            per_source: 50,
+            window: Duration::from_secs(900),
+        }
+    }
+}
+
 /// Login throttling: failed attempts are counted per email and per source address in fixed
 /// windows; once either count reaches its limit, attempts are refused until the window ends,
 /// whether or not the password would be right. A success clears the email's count.

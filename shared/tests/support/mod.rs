@@ -10,7 +10,7 @@
 use std::str::FromStr;
 
 use shared::adapters::sql::Database;
-use shared::config::DatabaseConfig;
+use shared::config::DatabaseSettings;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -31,8 +31,8 @@ pub fn admin_url() -> String {
     })
 }
 
-fn config(url: &str) -> DatabaseConfig {
-    DatabaseConfig::for_url(url)
+fn config(url: &str) -> DatabaseSettings {
+    DatabaseSettings::for_url(url)
 }
 
 /// A new user with a unique email, for tests that need an owner for favorites.
@@ -150,7 +150,8 @@ pub async fn aws() -> &'static aws_config::SdkConfig {
         std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.starts_with("http://127.0.0.1:")),
         "AWS_ENDPOINT_URL must point at a local moto server: run `make test`"
     );
-    shared::app::aws().await
+    static WIRING: std::sync::OnceLock<shared::wiring::Wiring> = std::sync::OnceLock::new();
+    WIRING.get_or_init(Default::default).aws().await
 }
 
 /// A new on-demand table as the functions expect it: key `id`, TTL attribute `expires_at`.

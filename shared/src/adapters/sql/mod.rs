@@ -16,12 +16,11 @@ use sqlx::SqlitePool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-pub use postgres::{Overrides, Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
+pub use postgres::{Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
 pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
 
-use crate::config::{DatabaseConfig, DatabaseTarget};
-use crate::ports::SecretSource;
-use crate::secrets::{RotatingSecret, SecretSetting};
+use crate::config::{DatabaseSettings, DatabaseTarget, Settings};
+use crate::secrets::Secret;
 use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
@@ -55,49 +54,44 @@ impl Database {
     /// query, so a cold start does not pay for a connection a request may never need. The
     /// embedded default is migrated here; Postgres only through the `migrate` function.
     ///
-    /// With the credentials in a secret, the secret is read here, once per cold start (a cold
-    /// start fails when it cannot be read), and again only when the server refuses it.
-    pub async fn connect(config: &DatabaseConfig, secrets: Option<&Arc<dyn SecretSource>>) -> anyhow::Result<Self> {
-        let url = match &config.target {
-            DatabaseTarget::Secret { id, host, port, name } => {
-                let secret = RotatingSecret::from_setting(
-                    &SecretSetting::Stored { id: id.clone() },
-                    secrets,
-                    config.secrets_ttl,
-                )?;
-                let overrides = Overrides {
-                    host: host.clone(),
-                    port: *port,
-                    name: name.clone(),
-                };
-                let credentials = Arc::new(PgCredentials::new(secret, overrides, ca_bundle(config)?));
+    /// `credentials` is the secret of an RDS target (required there, unused otherwise): it is
+    /// read here, once per cold start (a cold start fails when it cannot be read), and again
+    /// only when the server refuses it.
+    pub async fn connect(settings: &DatabaseSettings, credentials: Option<Secret>) -> anyhow::Result<Self> {
+        let url = match &settings.target {
+            DatabaseTarget::Rds { endpoint, .. } => {
+                let secret = credentials.context("the database's credentials are in a secret, but none was given")?;
+                let credentials = Arc::new(PgCredentials::new(secret, endpoint.clone(), ca_bundle(settings)?));
                 let options = credentials.options().await.context("reading the database secret")?;
-                return Ok(Self::postgres(config, options, Some(credentials)));
+                return Ok(Self::postgres(settings, options, Some(credentials)));
             }
-            DatabaseTarget::Url(url) => url.expose_secret(),
+            DatabaseTarget::Url(url) => url.expose_secret().to_string(),
+            DatabaseTarget::Embedded { data_dir } => {
+                format!("sqlite://{}?mode=rwc", crate::development::database_path(data_dir).display())
+            }
         };
-        if config.is_postgres() {
-            let mut options = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;
-            if config.ca_bundle.is_some() {
-                options = options.ssl_root_cert_from_pem(ca_bundle(config)?);
+        if settings.is_postgres() {
+            let mut options = PgConnectOptions::from_str(&url).context("parsing DATABASE_URL")?;
+            if settings.ca_bundle.is_some() {
+                options = options.ssl_root_cert_from_pem(ca_bundle(settings)?);
             }
-            return Ok(Self::postgres(config, options, None));
+            return Ok(Self::postgres(settings, options, None));
         }
-        let options = SqliteConnectOptions::from_str(url)
+        let options = SqliteConnectOptions::from_str(&url)
             .context("parsing DATABASE_URL")?
             .create_if_missing(true)
             // WAL lets the functions of `make run`, separate processes, read while one writes.
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(config.timeout)
+            .busy_timeout(settings.timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.timeout)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.timeout)
             .connect_with(options)
             .await
             .context("opening the SQLite database")?;
         let database = Self::Sqlite(pool);
-        if config.embedded {
+        if settings.embedded_data_dir().is_some() {
             database.migrate_racing_siblings().await?;
         }
         Ok(database)
@@ -105,14 +99,14 @@ impl Database {
 
     /// A small pool per instance (one Lambda instance serves one request at a time), opened
     /// lazily: a cold start does not pay for a connection a request may never need.
-    fn postgres(config: &DatabaseConfig, options: PgConnectOptions, credentials: Option<Arc<PgCredentials>>) -> Self {
+    fn postgres(settings: &DatabaseSettings, options: PgConnectOptions, credentials: Option<Arc<PgCredentials>>) -> Self {
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
+            .max_connections(settings.max_connections)
             .min_connections(0)
-            .acquire_timeout(config.timeout)
+            .acquire_timeout(settings.timeout)
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(options);
-        Self::Postgres(Pg::new(pool, !config.proxy, credentials))
+        Self::Postgres(Pg::new(pool, !settings.proxy, credentials))
     }
 
     /// Applies pending migrations of this dialect.
@@ -178,8 +172,8 @@ impl DatabaseHealth for Database {
 }
 
 /// The CA bundle TLS connections verify the server with: `DATABASE_CA_BUNDLE` or the built-in one.
-fn ca_bundle(config: &DatabaseConfig) -> anyhow::Result<Vec<u8>> {
-    match &config.ca_bundle {
+fn ca_bundle(settings: &DatabaseSettings) -> anyhow::Result<Vec<u8>> {
+    match &settings.ca_bundle {
         Some(path) => std::fs::read(path).with_context(|| format!("reading DATABASE_CA_BUNDLE {}", path.display())),
         None => Ok(RDS_CA_BUNDLE.to_vec()),
     }

@@ -1,4 +1,3 @@
-use crate::secrets::RotatingSecret;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,6 +13,8 @@ use super::{
     INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row,
     favorite_inserted, stored_asset, stored_version, user_from_columns, user_inserted, version_from_column,
 };
+use crate::config::Endpoint;
+use crate::secrets::Secret;
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
@@ -35,18 +36,10 @@ pub struct Pg {
 
 /// Credentials from a stored secret, and which version of it the pool connects with.
 pub struct PgCredentials {
-    secret: RotatingSecret,
-    overrides: Overrides,
+    secret: Secret,
+    endpoint: Endpoint,
     ca_bundle: Vec<u8>,
     in_use: std::sync::Mutex<String>,
-}
-
-/// Where to connect, when set, instead of what the secret says (the RDS Proxy endpoint).
-#[derive(Clone, Default)]
-pub struct Overrides {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub name: Option<String>,
 }
 
 /// The JSON of an RDS secret (the shape RDS and its rotation functions write).
@@ -76,10 +69,10 @@ fn port_number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<
 }
 
 impl PgCredentials {
-    pub fn new(secret: RotatingSecret, overrides: Overrides, ca_bundle: Vec<u8>) -> Self {
+    pub fn new(secret: Secret, endpoint: Endpoint, ca_bundle: Vec<u8>) -> Self {
         Self {
             secret,
-            overrides,
+            endpoint,
             ca_bundle,
             in_use: std::sync::Mutex::new(String::new()),
         }
@@ -98,18 +91,18 @@ impl PgCredentials {
         let secret: RdsSecret = serde_json::from_str(version.value.expose_secret())
             .map_err(|e| anyhow::anyhow!("the database secret is not the JSON of an RDS secret: {e}"))?;
         let host = self
-            .overrides
+            .endpoint
             .host
             .clone()
             .or(secret.host)
             .context("the database secret has no host and DATABASE_HOST is not set")?;
         let name = self
-            .overrides
+            .endpoint
             .name
             .clone()
             .or(secret.dbname)
             .unwrap_or_else(|| "postgres".into());
-        let port = self.overrides.port.or(secret.port).unwrap_or(5432);
+        let port = self.endpoint.port.or(secret.port).unwrap_or(5432);
         Ok(PgConnectOptions::new_without_pgpass()
             .host(&host)
             .port(port)

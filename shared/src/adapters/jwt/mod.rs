@@ -1,26 +1,55 @@
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Access tokens: HS256 JSON Web Tokens ([`JwtAccessTokens`]) signed by the key ring
+//! ([`keys`]).
+
+pub mod keys;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use async_trait::async_trait;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtConfig;
+pub use keys::KeyRing;
+
 use crate::domain::UserId;
 use crate::ports::{AccessTokens, IssuedToken, TokenRejected};
-use crate::secrets::SigningKeys;
+
+/// What a token says and how long it lives.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// `iss` (`JWT_ISSUER`, default `favorites`).
+    pub issuer: String,
+    /// `aud` (`JWT_AUDIENCE`, default `favorites-api`).
+    pub audience: String,
+    /// Lifetime (`JWT_TTL_SECONDS`, default 3600).
+    pub ttl: Duration,
+    /// How long after a key rotation tokens signed with the previous key are still accepted
+    /// (`JWT_KEY_GRACE_SECONDS`, default: the token lifetime).
+    pub grace: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuer: "favorites".into(),
+            audience: "favorites-api".into(),
+            ttl: Duration::from_secs(3_600),
+            grace: Duration::from_secs(3_600),
+        }
+    }
+}
 
 /// HS256 JSON Web Tokens. The algorithm is pinned on validation: a token that claims `none`,
 /// RS256 or anything else is rejected before its signature is even considered.
 ///
 /// Tokens carry the signing key's id in `kid`; after a key rotation, tokens signed with the
-/// previous key are accepted until its grace period ends (see [`SigningKeys`]).
+/// previous key are accepted until its grace period ends (see [`KeyRing`]).
 pub struct JwtAccessTokens {
-    keys: Arc<SigningKeys>,
+    keys: Arc<KeyRing>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -37,24 +66,20 @@ struct Claims {
 }
 
 impl JwtAccessTokens {
-    pub fn new(config: &JwtConfig, keys: Arc<SigningKeys>) -> Self {
+    pub fn new(policy: &TokenPolicy, keys: Arc<KeyRing>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
+        validation.set_issuer(&[&policy.issuer]);
+        validation.set_audience(&[&policy.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         // Clock skew between Lambda hosts is small; a minute of grace would outlive logouts.
         validation.leeway = 5;
         Self {
             keys,
             validation,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            ttl_seconds: config.ttl.as_secs(),
+            issuer: policy.issuer.clone(),
+            audience: policy.audience.clone(),
+            ttl_seconds: policy.ttl.as_secs(),
         }
-    }
-
-    pub fn keys(&self) -> &Arc<SigningKeys> {
-        &self.keys
     }
 }
 
@@ -112,22 +137,16 @@ impl AccessTokens for JwtAccessTokens {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
 
     fn tokens(secret: &str) -> JwtAccessTokens {
-        let config = JwtConfig {
-            key: crate::secrets::SecretSetting::Value(secret.to_string().into()),
-            issuer: "favorites".into(),
-            audience: "favorites-api".into(),
-            ttl: Duration::from_secs(3600),
-            grace: Duration::from_secs(3600),
-        };
-        JwtAccessTokens::new(&config, Arc::new(SigningKeys::fixed(secret.to_string().into())))
+        JwtAccessTokens::new(
+            &TokenPolicy::default(),
+            Arc::new(KeyRing::fixed(secret.to_string().into())),
+        )
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";

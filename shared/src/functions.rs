@@ -1,0 +1,252 @@
+//! The functions: for each Lambda, the settings it reads (the concerns it uses, side by side,
+//! and nothing else) and the router it serves, built from them through one [`Wiring`]. A
+//! function binary names one of these and hands it to [`crate::lambda::run`].
+//!
+//! Where a function needs both the database and the token keys, both are read concurrently:
+//! each is a Secrets Manager call at cold start.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::adapters::jwt::{JwtAccessTokens, KeyRing};
+use crate::adapters::sql::Database;
+use crate::config::{
+    CacheSettings, ConfigError, DatabaseSettings, EnrichmentSettings, Env, IdempotencySettings, PasswordSettings,
+    Resource, Settings, ThrottleSettings, TokenSettings,
+};
+use crate::http::{
+    ASSET_LIMIT, CREDENTIALS_LIMIT, FavoritesState, HealthState, ListState, LoginState, SignupState,
+    add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
+    remove_favorite_router, signup_router, update_favorite_router,
+};
+use crate::ports::{FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
+use crate::wiring::Wiring;
+
+/// One Lambda function.
+pub trait Function {
+    /// The binary's name (template.yaml's `BuildProperties.Binary`).
+    const NAME: &'static str;
+    /// How it answers: a streaming function must stream every answer, errors included.
+    const ANSWERS: Answers = Answers::Buffered;
+    /// The concerns it reads.
+    type Settings: Settings + Send;
+
+    fn build(settings: Self::Settings, wiring: &Wiring) -> impl Future<Output = anyhow::Result<Router>> + Send;
+}
+
+/// How a function's answers travel back through the Lambda runtime API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// One response document (API Gateway's default integration).
+    Buffered,
+    /// A streamed body (`InvokeWithResponseStream`, `ResponseTransferMode: RESPONSE_STREAM`).
+    Streamed,
+    /// Not behind the API: invoked directly with an event of its own (`migrate`).
+    Direct,
+}
+
+/// A function as checks see it: its name, how it answers, and the resources its settings
+/// make it use when read from an environment.
+pub struct Described {
+    pub name: &'static str,
+    pub answers: Answers,
+    pub resources: fn(&dyn Env) -> Result<Vec<Resource>, ConfigError>,
+}
+
+/// Every function in functions/, for the checks that hold them against template.yaml.
+pub const ALL: &[Described] = &[
+    described::<Signup>(),
+    described::<Login>(),
+    described::<Health>(),
+    described::<AddFavorite>(),
+    described::<GetFavorite>(),
+    described::<UpdateFavorite>(),
+    described::<RemoveFavorite>(),
+    described::<ListFavorites>(),
+    Described {
+        name: MIGRATE,
+        answers: Answers::Direct,
+        resources: |env| DatabaseSettings::from_env(env).map(|settings| settings.resources()),
+    },
+];
+
+/// The `migrate` function's name: it reads only [`DatabaseSettings`] (`crate::lambda::run_migrate`).
+pub const MIGRATE: &str = "migrate";
+
+const fn described<F: Function>() -> Described {
+    Described {
+        name: F::NAME,
+        answers: F::ANSWERS,
+        resources: |env| F::Settings::from_env(env).map(|settings| settings.resources()),
+    }
+}
+
+/// `POST /signup`.
+pub struct Signup;
+
+impl Function for Signup {
+    const NAME: &'static str = "signup";
+    type Settings = (DatabaseSettings, PasswordSettings, IdempotencySettings);
+
+    async fn build((database, passwords, idempotency): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
+        let state = SignupState {
+            users: wiring.database(&database).await?.users(),
+            hasher: wiring.password_hasher(&passwords),
+        };
+        let idempotency = wiring.idempotency(&idempotency, "signup", CREDENTIALS_LIMIT).await;
+        Ok(signup_router(state, idempotency))
+    }
+}
+
+/// `POST /login`.
+pub struct Login;
+
+impl Function for Login {
+    const NAME: &'static str = "login";
+    type Settings = (DatabaseSettings, TokenSettings, PasswordSettings, ThrottleSettings);
+
+    async fn build(
+        (database, tokens, passwords, throttle): Self::Settings,
+        wiring: &Wiring,
+    ) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        Ok(login_router(LoginState {
+            users: database.users(),
+            hasher: wiring.password_hasher(&passwords),
+            tokens,
+            throttle: wiring.login_throttle(&throttle).await,
+        }))
+    }
+}
+
+/// `GET /health`.
+pub struct Health;
+
+impl Function for Health {
+    const NAME: &'static str = "health";
+    type Settings = DatabaseSettings;
+
+    async fn build(database: Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
+        let database = wiring.database(&database).await?;
+        Ok(health_router(HealthState {
+            database: Arc::new(database),
+        }))
+    }
+}
+
+/// `POST /favorites`.
+pub struct AddFavorite;
+
+impl Function for AddFavorite {
+    const NAME: &'static str = "add-favorite";
+    type Settings = (DatabaseSettings, TokenSettings, Option<CacheSettings>, IdempotencySettings);
+
+    async fn build(
+        (database, tokens, cache, idempotency): Self::Settings,
+        wiring: &Wiring,
+    ) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        let state: FavoritesState<dyn FavoriteInserter> = FavoritesState {
+            favorites: database.favorites(),
+            cache: wiring.cache(cache.as_ref())?,
+        };
+        let idempotency = wiring.idempotency(&idempotency, "add-favorite", ASSET_LIMIT).await;
+        Ok(add_favorite_router(state, tokens, idempotency))
+    }
+}
+
+/// `GET /favorites/{id}`.
+pub struct GetFavorite;
+
+impl Function for GetFavorite {
+    const NAME: &'static str = "get-favorite";
+    // No cache: one favorite is one primary-key lookup, the cache would not save a round trip.
+    type Settings = (DatabaseSettings, TokenSettings);
+
+    async fn build((database, tokens): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        let state: FavoritesState<dyn FavoriteGetter> = FavoritesState {
+            favorites: database.favorites(),
+            cache: None,
+        };
+        Ok(get_favorite_router(state, tokens))
+    }
+}
+
+/// `PATCH /favorites/{id}`.
+pub struct UpdateFavorite;
+
+impl Function for UpdateFavorite {
+    const NAME: &'static str = "update-favorite";
+    type Settings = (DatabaseSettings, TokenSettings, Option<CacheSettings>);
+
+    async fn build((database, tokens, cache): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        let cache = wiring.cache(cache.as_ref())?;
+        let state: FavoritesState<dyn FavoriteDescriptionUpdater> = FavoritesState {
+            favorites: database.favorites(),
+            cache,
+        };
+        Ok(update_favorite_router(state, tokens))
+    }
+}
+
+/// `DELETE /favorites/{id}`.
+pub struct RemoveFavorite;
+
+impl Function for RemoveFavorite {
+    const NAME: &'static str = "remove-favorite";
+    type Settings = (DatabaseSettings, TokenSettings, Option<CacheSettings>);
+
+    async fn build((database, tokens, cache): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        let cache = wiring.cache(cache.as_ref())?;
+        let state: FavoritesState<dyn FavoriteRemover> = FavoritesState {
+            favorites: database.favorites(),
+            cache,
+        };
+        Ok(remove_favorite_router(state, tokens))
+    }
+}
+
+/// `GET /favorites`, streamed.
+pub struct ListFavorites;
+
+impl Function for ListFavorites {
+    const NAME: &'static str = "list-favorites";
+    const ANSWERS: Answers = Answers::Streamed;
+    type Settings = (
+        DatabaseSettings,
+        TokenSettings,
+        Option<CacheSettings>,
+        Option<EnrichmentSettings>,
+    );
+
+    async fn build(
+        (database, tokens, cache, enrichment): Self::Settings,
+        wiring: &Wiring,
+    ) -> anyhow::Result<Router> {
+        let (database, tokens, keys) = database_and_tokens(&database, &tokens, wiring).await?;
+        let cache = wiring.cache(cache.as_ref())?;
+        let state = ListState {
+            favorites: database.favorites(),
+            cursor_keys: keys,
+            enrichment: wiring.enrichment(enrichment.as_ref(), cache.clone()).await?,
+            cache,
+        };
+        Ok(list_favorites_router(state, tokens))
+    }
+}
+
+/// The database and the access tokens, their secrets read concurrently; and the key ring the
+/// tokens are signed with, which also signs list cursors.
+async fn database_and_tokens(
+    database: &DatabaseSettings,
+    tokens: &TokenSettings,
+    wiring: &Wiring,
+) -> anyhow::Result<(Database, Arc<JwtAccessTokens>, Arc<KeyRing>)> {
+    let (database, keys) = tokio::try_join!(wiring.database(database), wiring.key_ring(tokens))?;
+    Ok((database, wiring.tokens(tokens, keys.clone()), keys))
+}
