@@ -4,7 +4,9 @@
 //! - `runtime_api`: a stand-in for Lambda's runtime API, to drive and time one function binary
 //! - `database`: throwaway Postgres databases, created, migrated and dropped
 //! - `enrichment_server`: a fake enrichment service
+//! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
+pub mod bench;
 pub mod database;
 pub mod enrichment_server;
 pub mod runtime_api;
