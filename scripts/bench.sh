@@ -13,6 +13,13 @@ login | list | cache | enrichment | coldstart) ;;
 esac
 mkdir -p .local
 
+# Every process the run starts carries this marker (the emulator and its functions inherit it;
+# the bench names the functions it starts itself with it as their log stream), so that none
+# outlives a run that failed half-way.
+marker="bench-$(random_hex 12)"
+export BENCH_RUN_MARKER=$marker
+add_cleanup "stop_by_env 'BENCH_RUN_MARKER=$marker' 'leftover bench processes'; stop_by_env 'AWS_LAMBDA_LOG_STREAM_NAME=$marker' 'leftover function processes'"
+
 step "Services for bench $name" "set TEST_DATABASE_URL / TEST_REDIS_URL to reachable servers, or unset them to get throwaway ones"
 case $name in
 login | list | cache | enrichment) ensure_postgres ;;

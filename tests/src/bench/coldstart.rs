@@ -237,10 +237,7 @@ fn base_env(resources: &aws::Resources, ca: &str, redis_url: &str, bcrypt_cost: 
         ("TZ", ":UTC".into()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            format!("bench-coldstart-{}", random_hex(12)),
-        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", super::log_stream()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
         ("BCRYPT_COST", bcrypt_cost.to_string()),

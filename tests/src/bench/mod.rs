@@ -127,6 +127,12 @@ pub fn machine() -> String {
     )
 }
 
+/// The log stream name of the functions a benchmark starts itself: scripts/bench.sh's marker
+/// of the run (`BENCH_RUN_MARKER`), by which it stops whatever a failed run left behind.
+pub fn log_stream() -> String {
+    std::env::var("BENCH_RUN_MARKER").unwrap_or_else(|_| "bench".into())
+}
+
 /// `n` random hex characters.
 pub fn random_hex(n: usize) -> String {
     let mut out = String::new();

@@ -25,6 +25,7 @@ impl NoHop {
             ("AWS_LAMBDA_FUNCTION_VERSION", "1".into()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", super::log_stream()),
         ];
         let all: Vec<(String, String)> = env
             .iter()
