@@ -47,12 +47,11 @@ fn parse_hey(text: &str) -> anyhow::Result<Load> {
             if let (Ok(p), Some(secs)) = (p.parse::<u32>(), rest.strip_suffix(" secs")) {
                 percentiles.insert(p, secs.trim().parse::<f64>()? * 1000.0);
             }
-        } else if let Some(rest) = line.strip_prefix('[') {
-            if let Some((code, count)) = rest.split_once(']') {
-                if let Some(count) = count.trim().strip_suffix(" responses") {
-                    codes.insert(code.parse::<u16>()?, count.trim().parse::<u64>()?);
-                }
-            }
+        } else if let Some(rest) = line.strip_prefix('[')
+            && let Some((code, count)) = rest.split_once(']')
+            && let Some(count) = count.trim().strip_suffix(" responses")
+        {
+            codes.insert(code.parse::<u16>()?, count.trim().parse::<u64>()?);
         }
     }
     ensure!(
