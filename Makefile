@@ -29,21 +29,20 @@ replay-events: ## Replay every events/*/*.json through the emulator with cargo l
 metrics-check: ## After make test: the dashboard's and alarms' custom metrics against what the functions print, with Redis and enrichment down (scripts/metrics-check.sh)
 	@scripts/metrics-check.sh
 
-bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (scripts/bench-login.sh)
-	@test -x scripts/bench-login.sh || { echo "error: scripts/bench-login.sh is missing or not executable" >&2; exit 1; }
-	@scripts/bench-login.sh
+bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (bench login, tests/src/bench/)
+	@scripts/bench.sh login
 
-bench-list: ## Memory and throughput of the streamed list, 1k/100k/1M favorites (scripts/bench-list.sh)
-	@scripts/bench-list.sh
+bench-list: ## Memory and throughput of the streamed list, 1k/100k/1M favorites (bench list)
+	@scripts/bench.sh list
 
-bench-cache: ## Cached vs uncached list pages: Redis round trips per page, p50/p99 and req/s (scripts/bench-cache.sh)
-	@scripts/bench-cache.sh
+bench-cache: ## Cached vs uncached list pages: Redis round trips per page, p50/p99 and req/s (bench cache)
+	@scripts/bench.sh cache
 
-bench-enrichment: ## List latency: no enrichment, healthy at 0/5/50 ms, service down with the circuit open (scripts/bench-enrichment.sh)
-	@scripts/bench-enrichment.sh
+bench-enrichment: ## List latency: no enrichment, healthy at 0/5/50 ms, service down with the circuit open (bench enrichment)
+	@scripts/bench.sh enrichment
 
-bench-coldstart: ## Cold start (init, first answer) and binary size of each function vs a bare lambda_http hello (scripts/bench-coldstart.sh)
-	@scripts/bench-coldstart.sh
+bench-coldstart: ## Cold start (init, first answer) and binary size of each function vs a bare lambda_http hello (bench coldstart)
+	@scripts/bench.sh coldstart
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

@@ -594,7 +594,14 @@ ensure_redis() {
 	fi
 
 	say "Redis: no server answering on 127.0.0.1:$REDIS_PROBE_PORT, starting a throwaway one"
-	local server
+	start_redis
+	export TEST_REDIS_URL=$STARTED_REDIS_URL
+}
+
+# start_redis: a private redis-server on a free port of 127.0.0.1 (no persistence), installing
+# the package if needed; stopped and deleted on exit. Sets STARTED_REDIS_URL.
+start_redis() {
+	local server dir port pid i
 	server=$(command -v redis-server 2>/dev/null || true)
 	if [ -z "$server" ] || [ ! -x "$server" ]; then
 		say "redis-server not found, installing package redis-server"
@@ -602,26 +609,24 @@ ensure_redis() {
 		server=$(command -v redis-server 2>/dev/null || true)
 		[ -n "$server" ] && [ -x "$server" ] || die "package redis-server installed but redis-server is still not on PATH"
 	fi
-
-	local dir port pid i
 	dir=$(mktemp -d /tmp/favorites-redis.XXXXXX)
 	add_cleanup "rm -rf '$dir'"
 	port=$(free_port)
-	say "starting throwaway Redis on 127.0.0.1:$port, log $dir/redis.log"
+	say "starting a private Redis on 127.0.0.1:$port, log $dir/redis.log"
 	"$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$dir" \
 		>"$dir/redis.log" 2>&1 </dev/null &
 	pid=$!
-	add_cleanup "_stop_pid $pid 'throwaway Redis'"
+	add_cleanup "_stop_pid $pid 'private Redis'"
 	for i in $(seq 1 30); do
 		redis_ping 127.0.0.1 "$port" && break
 		if ! kill -0 "$pid" 2>/dev/null || [ "$i" -eq 30 ]; then
 			tail_log "$dir/redis.log"
-			die "the throwaway Redis on port $port did not start (see above)"
+			die "the private Redis on port $port did not start (see above)"
 		fi
 		sleep 0.5
 	done
-	export TEST_REDIS_URL="redis://127.0.0.1:$port"
-	say "Redis: throwaway server ready, TEST_REDIS_URL=$TEST_REDIS_URL"
+	STARTED_REDIS_URL="redis://127.0.0.1:$port"
+	say "Redis: private server ready, $STARTED_REDIS_URL"
 }
 
 # _stop_pid PID NAME: SIGTERM a child process, SIGKILL after 10 s, reap it.
@@ -709,29 +714,4 @@ _drop_database() {
 	psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 ||
 		psql -w -X -q -d "$TEST_DATABASE_URL" -c "drop database if exists \"$name\"" >/dev/null ||
 		warn "could not drop database $name; drop it by hand"
-}
-
-# bench_database: fresh_database for the benchmarks (release build); sets BENCH_DATABASE_URL.
-bench_database() {
-	fresh_database favorites_bench release
-	# shellcheck disable=SC2034 # for the caller
-	BENCH_DATABASE_URL=$FRESH_DB_URL
-}
-
-# bench_user BASE_URL: sign up and log in a new user over HTTP; sets EMAIL and TOKEN, and
-# BENCH_USER_ID from the database (the caller's bpsql).
-bench_user() {
-	local base=$1 password creds code
-	EMAIL="bench-$(random_hex 8)@example.com"
-	password="bench-$(random_hex 16)"
-	creds=$(python3 -c 'import json, sys; print(json.dumps({"email": sys.argv[1], "password": sys.argv[2]}))' "$EMAIL" "$password")
-	code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -X POST "$base/signup" \
-		-H 'content-type: application/json' -d "$creds") || die "POST /signup failed"
-	[ "$code" = 201 ] || die "POST /signup answered HTTP $code"
-	# shellcheck disable=SC2034 # TOKEN is for the caller
-	TOKEN=$(curl -sS --max-time 600 -X POST "$base/login" -H 'content-type: application/json' -d "$creds" |
-		python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || die "POST /login did not return a token"
-	BENCH_USER_ID=$(bpsql -At -c "select id from users where email = '$EMAIL'")
-	[ -n "$BENCH_USER_ID" ] || die "user $EMAIL not found in the bench database"
-	say "user $EMAIL, id $BENCH_USER_ID"
 }

@@ -1,6 +1,13 @@
 //! Helpers for the end-to-end tests: a client for the API that `make test` starts under the
 //! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
+//!
+//! - `runtime_api`: a stand-in for Lambda's runtime API, to drive and time one function binary
+//! - `database`: throwaway Postgres databases, created, migrated and dropped
+//! - `enrichment_server`: a fake enrichment service
+//! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
+pub mod bench;
+pub mod database;
 pub mod enrichment_server;
 pub mod runtime_api;
 
@@ -22,6 +29,11 @@ impl Api {
         let base = std::env::var("E2E_BASE_URL").unwrap_or_else(|_| {
             panic!("E2E_BASE_URL is not set: run `make test`, which starts the API under the Lambda emulator")
         });
+        Self::new(&base)
+    }
+
+    /// A client of the API at `base` (`http://127.0.0.1:<port>`).
+    pub fn new(base: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()

@@ -16,7 +16,7 @@ use sqlx::SqlitePool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-pub use postgres::{Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
+pub use postgres::{LIST_ORDER, LIST_SELECT, Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
 pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
 
 use crate::config::{DatabaseSettings, DatabaseTarget, Settings};

@@ -343,9 +343,10 @@ impl FavoriteRemover for PgFavoriteRepository {
     }
 }
 
-/// The listing's select: the favorite's JSON is assembled by Postgres itself, in the shape
-/// `Favorite` serialises to, so rows go to the client without being parsed here.
-const LIST_SELECT: &str = r#"
+/// The listing's select (`$1`: the user): the favorite's JSON is assembled by Postgres itself,
+/// in the shape `Favorite` serialises to, so rows go to the client without being parsed here.
+/// Public for `bench list`, which compares the list with Postgres emitting these rows.
+pub const LIST_SELECT: &str = r#"
     select id, created_at,
            (asset || jsonb_build_object(
                'id', id,
@@ -353,6 +354,9 @@ const LIST_SELECT: &str = r#"
                'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text
       from favorites
      where user_id = $1"#;
+
+/// The listing's order, newest first; `(created_at, id)` is also its keyset.
+pub const LIST_ORDER: &str = "order by created_at desc, id desc";
 
 async fn read_version<'e>(
     executor: impl sqlx::PgExecutor<'e>,
@@ -396,11 +400,11 @@ async fn cursor(
     let declare = match query.after {
         Some(_) => format!(
             "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
-              order by created_at desc, id desc offset $2 limit $3"
+              {LIST_ORDER} offset $2 limit $3"
         ),
         None => format!(
             "declare listing no scroll cursor for {LIST_SELECT}
-              order by created_at desc, id desc offset $2 limit $3"
+              {LIST_ORDER} offset $2 limit $3"
         ),
     };
     let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));

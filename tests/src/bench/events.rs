@@ -1,0 +1,112 @@
+//! The API Gateway events of `events/`, patched into the request a benchmark sends: so that the
+//! functions see exactly the event shape the tests replay, with the benchmark's own token,
+//! body or query.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+/// `events/<name>` (e.g. `list-favorites/first-page-200.json`) with `patch` applied: `body` is
+/// merged into the event's JSON body, `headers` and `queryStringParameters` into theirs and
+/// their multi-value twins, anything else merged as it is.
+pub fn event(name: &str, patch: Value) -> anyhow::Result<Vec<u8>> {
+    let path = super::repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut event: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    apply(&mut event, patch)?;
+    Ok(serde_json::to_vec(&event)?)
+}
+
+fn apply(event: &mut Value, mut patch: Value) -> anyhow::Result<()> {
+    let patch = patch.as_object_mut().context("an event patch is a JSON object")?;
+    if let Some(body) = patch.remove("body") {
+        let mut current: Value = match event["body"].as_str() {
+            Some(text) => serde_json::from_str(text).context("the event's body is not JSON")?,
+            None => json!({}),
+        };
+        merge(&mut current, body);
+        event["body"] = Value::String(current.to_string());
+    }
+    for (single, multi) in [
+        ("headers", "multiValueHeaders"),
+        ("queryStringParameters", "multiValueQueryStringParameters"),
+    ] {
+        if let Some(values) = patch.remove(single) {
+            if !event[single].is_object() {
+                event[single] = json!({});
+            }
+            merge(&mut event[single], values);
+            let lists: serde_json::Map<String, Value> = event[single]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), json!([v])))
+                .collect();
+            event[multi] = Value::Object(lists);
+        }
+    }
+    merge(event, Value::Object(std::mem::take(patch)));
+    Ok(())
+}
+
+/// Merges `patch` into `target`: objects key by key, anything else replaced.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+/// The patch that authenticates an event with `token`.
+pub fn bearer(token: &str) -> Value {
+    json!({"headers": {"Authorization": format!("Bearer {token}")}})
+}
+
+/// The patch that points `GET|PATCH|DELETE /favorites/{id}` at `id`.
+pub fn favorite_path(id: &str) -> Value {
+    json!({
+        "path": format!("/favorites/{id}"),
+        "pathParameters": {"id": id},
+        "requestContext": {"path": format!("/prod/favorites/{id}")},
+    })
+}
+
+/// Both patches merged (`b` wins).
+pub fn both(mut a: Value, b: Value) -> Value {
+    merge(&mut a, b);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patched_event_keeps_its_twins_in_step() {
+        let mut event = json!({
+            "headers": {"Host": "h"}, "multiValueHeaders": {"Host": ["h"]},
+            "queryStringParameters": null, "body": "{\"email\":\"a@b.c\",\"password\":\"x\"}",
+            "requestContext": {"path": "/prod/x", "stage": "prod"},
+        });
+        apply(
+            &mut event,
+            both(
+                both(
+                    bearer("t"),
+                    json!({"queryStringParameters": {"limit": "all"}, "body": {"password": "y"}}),
+                ),
+                json!({"requestContext": {"path": "/prod/y"}}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(event["headers"], json!({"Host": "h", "Authorization": "Bearer t"}));
+        assert_eq!(event["multiValueHeaders"]["Authorization"], json!(["Bearer t"]));
+        assert_eq!(event["multiValueQueryStringParameters"], json!({"limit": ["all"]}));
+        let body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, json!({"email": "a@b.c", "password": "y"}));
+        assert_eq!(event["requestContext"], json!({"path": "/prod/y", "stage": "prod"}));
+    }
+}
