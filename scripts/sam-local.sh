@@ -131,8 +131,9 @@ ensure_moto_installed
 [ -x .venv/bin/sam ] || .venv/bin/python -m pip install -q --progress-bar off "aws-sam-cli==$AWS_SAM_CLI_VERSION" >&2
 need_cmd socat
 need_cmd psql postgresql-client
-BRIDGE_IP=$(docker network inspect bridge -f '{{ (index .IPAM.Config 0).Gateway }}')
 BRIDGE_NET=$(docker network inspect bridge -f '{{ (index .IPAM.Config 0).Subnet }}')
+BRIDGE_IP=$(ip -4 -o addr show docker0 | awk '{ sub("/.*", "", $4); print $4 }')
+[ -n "$BRIDGE_IP" ] || die "the Docker bridge docker0 has no IPv4 address"
 say "Docker bridge $BRIDGE_NET, this host at $BRIDGE_IP"
 
 step "Build: the functions (debug), laid out as sam build would" "fix the build errors above"
