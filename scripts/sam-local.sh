@@ -235,6 +235,7 @@ for event in "${events[@]}"; do
 		cp "$SAM_LOCAL_DIR/invoke.log" "$SAM_LOCAL_DIR/failed-$fn-$(basename "$event" .json).log"
 	fi
 done
+iptables -L FAVORITES_SAM_LOCAL -v -x -n >&2
 leaks=$(egress_count)
 say "packets SAM or a container sent beyond this machine (rejected): $leaks"
 [ "$leaks" = 0 ] || die "something tried to leave the machine: see iptables -L FAVORITES_SAM_LOCAL -v"
