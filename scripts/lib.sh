@@ -470,9 +470,11 @@ ensure_postgres() {
 # TLS with a certificate from a CA made here, password (SCRAM) authentication over TCP, trust
 # over its Unix socket for the tests' admin work. Stopped and deleted on exit. Exports
 # TEST_TLS_PG_ADMIN_URL (socket, superuser), TEST_TLS_PG_PORT (on 127.0.0.1) and
-# TEST_TLS_PG_CA (the CA's PEM).
+# TEST_TLS_PG_CA (the CA's PEM). Extra subject alternative names for the server certificate
+# (IP:<address>, DNS:<name>) may be given, for clients that reach it through a relay.
 start_tls_postgres() {
-	local bin dir port
+	local bin dir port san
+	san=$(IFS=,; echo "IP:127.0.0.1${*:+,$*}")
 	need_cmd openssl
 	bin=$(_pg_server_bin)
 	_pg_cluster_dir favorites-tls-pg
@@ -485,7 +487,7 @@ start_tls_postgres() {
 		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=favorites test CA" \
 			-keyout ca.key -out ca.crt
 		openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
-		printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+		printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san" >server.ext
 		openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
 			-extfile server.ext -out server.crt
 		chmod 600 server.key
