@@ -30,6 +30,7 @@ use crate::http::{
 };
 use crate::metrics::Counter;
 use crate::ports::{AccessTokens, FailedLoginCounter, IdempotencyStore, SecretSource};
+use crate::runtime::{ResponseMode, Runtime};
 use crate::secrets::{CachedSecret, RotatingSecret, SecretSetting, SigningKeys};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
@@ -43,8 +44,7 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<Router>>,
 {
-    let router = observed(cold_start(build).await?);
-    serve_on(|| lambda_http::run(router.clone())).await
+    serve(build, ResponseMode::Buffered).await
 }
 
 /// Runs a streaming-response function. Every response of such a function must be a stream
@@ -54,34 +54,17 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<Router>>,
 {
-    let router = observed(cold_start(build).await?);
-    serve_on(|| lambda_http::run_with_streaming_response(router.clone())).await
+    serve(build, ResponseMode::Streaming).await
 }
 
-/// Runs the Lambda loop, and runs it again when it ends in an error. lambda_runtime ends its
-/// loop when one invocation's response cannot be sent, for instance when a client hung up and
-/// the local emulator passes that on as a broken connection; the instance itself is still
-/// good, and exiting would leave the emulator with no function to call. A runtime API that is
-/// really gone means the sandbox is being torn down, so retrying cannot outlive it; failures in
-/// quick succession back off up to a second so that such a loop costs nothing.
-async fn serve_on<F, Fut>(mut run: F) -> Result<(), lambda_http::Error>
+async fn serve<F, Fut>(build: F, mode: ResponseMode) -> Result<(), lambda_http::Error>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), lambda_http::Error>>,
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Router>>,
 {
-    use std::time::{Duration, Instant};
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let started = Instant::now();
-        let Err(error) = run().await else { return Ok(()) };
-        tracing::warn!(error = %error, "an invocation failed in the Lambda runtime; serving on");
-        if started.elapsed() > Duration::from_secs(1) {
-            backoff = Duration::from_millis(10);
-        } else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
+    let runtime = Runtime::from_env()?;
+    let router = observed(runtime.init(cold_start(build)).await?);
+    match runtime.serve(router, mode).await {}
 }
 
 async fn cold_start<F, Fut>(build: F) -> Result<Router, lambda_http::Error>
@@ -333,8 +316,6 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
 /// The `migrate` function: a Lambda handler when started by the Lambda runtime (the deploy
 /// invokes it), a one-shot command otherwise (`cargo run -p migrate`).
 pub async fn run_migrate() -> Result<(), lambda_http::Error> {
-    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     if in_lambda {
         observability().await?;
@@ -352,15 +333,17 @@ pub async fn run_migrate() -> Result<(), lambda_http::Error> {
     }
     crate::shutdown::install().await;
     let config = &config;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-        let migrated = migrate(config).await;
-        // No HTTP layer here to flush at the end of the answer.
-        crate::metrics::flush();
-        migrated.map_err(|e| {
-            tracing::error!(error = format!("{e:#}"), "migration failed");
-            lambda_http::Error::from(format!("{e:#}"))
-        })?;
-        Ok::<_, lambda_http::Error>(serde_json::json!({ "status": "migrated" }))
-    }))
-    .await
+    let runtime = Runtime::from_env()?;
+    match runtime
+        .serve_events(move |_| async move {
+            let migrated = migrate(config).await;
+            // No HTTP layer here to flush at the end of the answer.
+            crate::metrics::flush();
+            migrated.map_err(|e| {
+                tracing::error!(error = format!("{e:#}"), "migration failed");
+                lambda_http::Error::from(format!("{e:#}"))
+            })?;
+            Ok::<_, lambda_http::Error>(serde_json::json!({ "status": "migrated" }))
+        })
+        .await {}
 }

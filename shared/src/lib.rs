@@ -9,6 +9,7 @@
 //! - [`app`]: wiring: builds the adapters a function needs, once, from a [`config::Config`].
 //! - [`secrets`]: secrets from a store, cached, refreshed on rotation; the JWT key ring.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`runtime`]: the Lambda runtime loop (Runtime API connections with `TCP_NODELAY`).
 //! - [`shutdown`]: on SIGTERM, the last metrics flushed and the pools closed.
 //! - [`metrics`]: every custom metric's name and meaning, recorded through the `metrics` facade.
 
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod ports;
+pub mod runtime;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

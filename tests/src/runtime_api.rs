@@ -21,13 +21,14 @@ use tokio::sync::{Notify, mpsc};
 
 /// An answer the function posted: its invocation, whether it was an error report, whether it
 /// was streamed, and the body as sent (for a stream: the metadata prelude, 8 NUL bytes, then
-/// the HTTP body).
+/// the HTTP body), with the error type of a stream that broke off (its trailer).
 #[derive(Debug)]
 pub struct Answer {
     pub request_id: String,
     pub error: bool,
     pub streamed: bool,
     pub body: Vec<u8>,
+    pub stream_error: Option<String>,
 }
 
 struct Inner {
@@ -170,10 +171,17 @@ async fn init_error(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: B
 }
 
 async fn take_answer(inner: &Inner, request_id: String, error: bool, headers: &HeaderMap, body: Body) -> StatusCode {
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default()
-        .to_vec();
+    let (body, stream_error) = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => {
+            let stream_error = collected
+                .trailers()
+                .and_then(|trailers| trailers.get("lambda-runtime-function-error-type"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (collected.to_bytes().to_vec(), stream_error)
+        }
+        Err(_) => (Vec::new(), None),
+    };
     if let Some(pid) = inner.freeze.lock().unwrap().take() {
         signal(pid, "STOP");
     }
@@ -183,6 +191,7 @@ async fn take_answer(inner: &Inner, request_id: String, error: bool, headers: &H
         error,
         streamed,
         body,
+        stream_error,
     });
     StatusCode::ACCEPTED
 }
