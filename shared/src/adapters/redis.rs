@@ -26,7 +26,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, ScriptInvocation, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, Script, ScriptInvocation, Value};
 use secrecy::ExposeSecret;
 
 use crate::config::CacheConfig;
@@ -193,7 +194,16 @@ impl RedisFavoriteCache {
     pub fn new(config: &CacheConfig) -> anyhow::Result<Self> {
         // rustls needs one process-wide crypto provider; a second install is a no-op error.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = redis::Client::open(config.url.expose_secret()).context("parsing REDIS_URL")?;
+        // TCP_NODELAY, which redis leaves off: the connection is shared by concurrent calls,
+        // and with Nagle's algorithm on, a command written while an earlier one is still
+        // unacknowledged waits for that ACK, which the server may delay by up to 40 ms.
+        let info = config
+            .url
+            .expose_secret()
+            .into_connection_info()
+            .context("parsing REDIS_URL")?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).context("building the Redis client")?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
