@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL: an admin URL of a Postgres server");
     let name = format!("favorites_bench_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+    sqlx::query(&format!("create database {name}"))
         .execute(&mut conn)
         .await?;
     let url = {
@@ -73,11 +73,9 @@ async fn main() -> anyhow::Result<()> {
         format!("{base}/{name}")
     };
     let result = run(&url, rounds).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {name} with (force)"
-    )))
-    .execute(&mut conn)
-    .await?;
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&mut conn)
+        .await?;
     result
 }
 

@@ -18,9 +18,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::redis::RedisFavoriteCache;
-use shared::config::CacheConfig;
+use shared::adapters::sql::Database;
+use shared::config::{CacheConfig, DatabaseConfig};
 use shared::domain::UserId;
-use shared::ports::{AssetRef, EnrichmentClient, FavoriteCache, ListQuery};
+use shared::ports::{AssetRef, DatabaseHealth, EnrichmentClient, FavoriteCache, ListQuery};
 use shared::runtime::{ResponseMode, Runtime};
 use shared::secrets::RotatingSecret;
 
@@ -76,6 +77,15 @@ fn assert_all_nodelay(what: &str, port: u16) {
 fn port_of(url: &str) -> u16 {
     let authority = url.split("://").nth(1).unwrap().split(['/', '?']).next().unwrap();
     authority.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn postgres_connections_have_nodelay() {
+    let url = support::admin_url();
+    let database = Database::connect(&DatabaseConfig::for_url(&url), None).await.unwrap();
+    database.ping().await.unwrap();
+    assert_all_nodelay("Postgres (sqlx)", port_of(&url));
+    database.close().await;
 }
 
 #[tokio::test]
