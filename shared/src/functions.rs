@@ -21,6 +21,7 @@ use crate::http::{
     add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
     remove_favorite_router, signup_router, update_favorite_router,
 };
+pub use crate::runtime::ResponseMode;
 use crate::ports::{FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
 use crate::wiring::Wiring;
 
@@ -29,29 +30,19 @@ pub trait Function {
     /// The binary's name (template.yaml's `BuildProperties.Binary`).
     const NAME: &'static str;
     /// How it answers: a streaming function must stream every answer, errors included.
-    const ANSWERS: Answers = Answers::Buffered;
+    const RESPONSE: ResponseMode = ResponseMode::Buffered;
     /// The concerns it reads.
     type Settings: Settings + Send;
 
     fn build(settings: Self::Settings, wiring: &Wiring) -> impl Future<Output = anyhow::Result<Router>> + Send;
 }
 
-/// How a function's answers travel back through the Lambda runtime API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answers {
-    /// One response document (API Gateway's default integration).
-    Buffered,
-    /// A streamed body (`InvokeWithResponseStream`, `ResponseTransferMode: RESPONSE_STREAM`).
-    Streamed,
-    /// Not behind the API: invoked directly with an event of its own (`migrate`).
-    Direct,
-}
-
 /// A function as checks see it: its name, how it answers, and the resources its settings
 /// make it use when read from an environment.
 pub struct Described {
     pub name: &'static str,
-    pub answers: Answers,
+    /// `None`: not behind the API, invoked directly with an event of its own (`migrate`).
+    pub response: Option<ResponseMode>,
     pub resources: fn(&dyn Env) -> Result<Vec<Resource>, ConfigError>,
 }
 
@@ -67,7 +58,7 @@ pub const ALL: &[Described] = &[
     described::<ListFavorites>(),
     Described {
         name: MIGRATE,
-        answers: Answers::Direct,
+        response: None,
         resources: |env| DatabaseSettings::from_env(env).map(|settings| settings.resources()),
     },
 ];
@@ -78,7 +69,7 @@ pub const MIGRATE: &str = "migrate";
 const fn described<F: Function>() -> Described {
     Described {
         name: F::NAME,
-        answers: F::ANSWERS,
+        response: Some(F::RESPONSE),
         resources: |env| F::Settings::from_env(env).map(|settings| settings.resources()),
     }
 }
@@ -216,7 +207,7 @@ pub struct ListFavorites;
 
 impl Function for ListFavorites {
     const NAME: &'static str = "list-favorites";
-    const ANSWERS: Answers = Answers::Streamed;
+    const RESPONSE: ResponseMode = ResponseMode::Streaming;
     type Settings = (
         DatabaseSettings,
         TokenSettings,

@@ -8,15 +8,13 @@
 //! A failure before the loop ends the cold start with the reason in the log. What each
 //! function builds is `functions.rs`'s business, not this module's.
 
-use std::future::Future;
-
 use anyhow::Context;
-use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 
 use crate::config::{DatabaseSettings, ProcessEnv, Settings};
-use crate::functions::{Answers, Function};
+use crate::functions::Function;
 use crate::http::observe::observed;
 use crate::metrics::Counter;
+use crate::runtime::Runtime;
 use crate::wiring::Wiring;
 
 /// Variables the libraries read themselves, not our settings: given by template.yaml to every
@@ -26,14 +24,13 @@ pub const READ_BY_LIBRARIES: &[&str] = &[
     "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
 ];
 
-/// Runs function `F`: cold start, then the runtime loop.
+/// Runs function `F`: cold start (a failed one is reported to the Runtime API), then the
+/// runtime loop.
 pub async fn run<F: Function>() -> Result<(), lambda_http::Error> {
     init()?;
-    let router = observed(cold_start::<F>().await?);
-    match F::ANSWERS {
-        Answers::Streamed => serve_on(|| lambda_http::run_with_streaming_response(router.clone())).await,
-        Answers::Buffered | Answers::Direct => serve_on(|| lambda_http::run(router.clone())).await,
-    }
+    let runtime = Runtime::from_env()?;
+    let router = observed(runtime.init(cold_start::<F>()).await?);
+    match runtime.serve(router, F::RESPONSE).await {}
 }
 
 async fn cold_start<F: Function>() -> Result<axum::Router, lambda_http::Error> {
@@ -64,32 +61,6 @@ fn init() -> Result<(), lambda_http::Error> {
         .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "cold start failed"))?;
     crate::metrics::increment(Counter::ColdStart);
     Ok(())
-}
-
-/// Runs the Lambda loop, and runs it again when it ends in an error. lambda_runtime ends its
-/// loop when one invocation's response cannot be sent, for instance when a client hung up and
-/// the local emulator passes that on as a broken connection; the instance itself is still
-/// good, and exiting would leave the emulator with no function to call. A runtime API that is
-/// really gone means the sandbox is being torn down, so retrying cannot outlive it; failures in
-/// quick succession back off up to a second so that such a loop costs nothing.
-async fn serve_on<F, Fut>(mut run: F) -> Result<(), lambda_http::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), lambda_http::Error>>,
-{
-    use std::time::{Duration, Instant};
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let started = Instant::now();
-        let Err(error) = run().await else { return Ok(()) };
-        tracing::warn!(error = %error, "an invocation failed in the Lambda runtime; serving on");
-        if started.elapsed() > Duration::from_secs(1) {
-            backoff = Duration::from_millis(10);
-        } else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
 }
 
 /// The `function` dimension of the metrics: Lambda's function name (the stack's, so that two
@@ -144,8 +115,9 @@ pub async fn run_migrate() -> Result<(), lambda_http::Error> {
         return Ok(());
     }
     crate::shutdown::install(wiring.take_shutdown_hooks()).await;
+    let runtime = Runtime::from_env()?;
     let (settings, wiring) = (&settings, &wiring);
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+    let served = runtime.serve_events(move |_| async move {
         let migrated = migrate(settings, wiring).await.context("migrating");
         // No HTTP layer here to flush at the end of the answer.
         crate::metrics::flush();
@@ -154,6 +126,6 @@ pub async fn run_migrate() -> Result<(), lambda_http::Error> {
             lambda_http::Error::from(format!("{e:#}"))
         })?;
         Ok::<_, lambda_http::Error>(serde_json::json!({ "status": "migrated" }))
-    }))
-    .await
+    });
+    match served.await {}
 }

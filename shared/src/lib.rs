@@ -10,9 +10,11 @@
 //! - [`functions`]: per Lambda, the concerns it reads and the router it serves.
 //! - [`wiring`]: builds each adapter from its settings, once per cold start.
 //! - [`lambda`]: the lifecycle every function shares: init, cold start, runtime loop.
+//! - [`runtime`]: the Lambda runtime loop itself (ours, for TCP_NODELAY on the Runtime API).
 //! - [`development`]: the embedded default's data directory and development key.
 //! - [`secrets`]: where a secret comes from, and the cached, rotating handle on it.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`runtime`]: the Lambda runtime loop (Runtime API connections with `TCP_NODELAY`).
 //! - [`shutdown`]: on SIGTERM, the last metrics flushed and the pools closed.
 //! - [`metrics`]: every custom metric's name and meaning, recorded through the `metrics` facade.
 
@@ -25,6 +27,7 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
+pub mod runtime;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -51,11 +51,7 @@ pub async fn install(hooks: Hooks) {
             return;
         }
     };
-    let registration = lambda_extension::Extension::new()
-        .with_events(&[])
-        .with_extension_name(EXTENSION_NAME)
-        .register()
-        .await;
+    let registration = crate::runtime::register_extension(EXTENSION_NAME, &[]).await;
     match registration {
         Ok(extension) => {
             tokio::spawn(async move {

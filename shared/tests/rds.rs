@@ -151,10 +151,7 @@ impl TlsServer {
             format!("create role {role} login password '{password}'"),
             format!("create database {database} owner {role}"),
         ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+            sqlx::raw_sql(&sql).execute(&mut admin).await.unwrap();
         }
         Self { admin, role, database }
     }
@@ -181,10 +178,7 @@ impl TlsServer {
                 self.role
             ),
         ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut self.admin)
-                .await
-                .unwrap();
+            sqlx::raw_sql(&sql).execute(&mut self.admin).await.unwrap();
         }
     }
 }

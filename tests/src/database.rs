@@ -140,7 +140,7 @@ async fn drop_database(admin_url: &str, name: &str, owner: Option<&Owner>) -> an
 }
 
 async fn execute(connection: &mut PgConnection, statement: &str) -> anyhow::Result<()> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+    sqlx::raw_sql(statement)
         .execute(connection)
         .await
         .with_context(|| format!("running `{}`", statement.split(" password ").next().unwrap_or_default()))?;

@@ -73,13 +73,15 @@ impl Default for Options {
 /// An answer the function posted: its invocation, whether it was an error report (posted to
 /// `…/error`, or a stream ended with an error trailer), whether it was streamed, and the body as
 /// sent (for a stream: the metadata prelude, 8 NUL bytes, then the HTTP body), up to
-/// [`Options::body_limit`] bytes.
+/// [`Options::body_limit`] bytes, and the error type of a stream that broke off (its trailer).
 #[derive(Debug)]
 pub struct Answer {
     pub request_id: String,
     pub error: bool,
     pub streamed: bool,
     pub body: Vec<u8>,
+    /// The error type in the trailer of a stream that broke off.
+    pub stream_error: Option<String>,
     /// The last bytes of the body (at most 256), wherever `body` stopped.
     pub tail: Vec<u8>,
     /// Bytes of the whole body.
@@ -339,15 +341,17 @@ async fn init_error(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: B
 /// Reads an answer to its end, counting it as it arrives and keeping what the options say.
 async fn take_answer(inner: &Inner, request_id: String, error: bool, headers: &HeaderMap, body: Body) -> StatusCode {
     let mut counted = Counted::new(inner.options.body_limit);
-    let mut error_trailer = false;
+    let mut stream_error = None;
     let mut body = body;
     while let Some(Ok(frame)) = body.frame().await {
         match frame.into_data() {
             Ok(data) => counted.take(&data),
             Err(frame) => {
-                error_trailer |= frame
+                let error_type = frame
                     .trailers_ref()
-                    .is_some_and(|t| t.contains_key("lambda-runtime-function-error-type"));
+                    .and_then(|t| t.get("lambda-runtime-function-error-type"))
+                    .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+                stream_error = stream_error.or(error_type);
             }
         }
     }
@@ -364,9 +368,10 @@ async fn take_answer(inner: &Inner, request_id: String, error: bool, headers: &H
     let streamed = header(headers, "lambda-runtime-function-response-mode") == "streaming";
     let _ = inner.answers.send(Answer {
         request_id,
-        error: error || error_trailer,
+        error: error || stream_error.is_some(),
         streamed,
         body: counted.kept,
+        stream_error,
         tail: counted.tail,
         bytes: counted.bytes,
         items: counted.items,

@@ -24,6 +24,9 @@ impl HttpEnrichmentClient {
     /// across invocations of a warm instance.
     pub fn new(base_url: &str, api_key: Secret) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            // reqwest's default too; said here because a Nagle stall would cost a batch up to
+            // 40 ms of its deadline (shared/tests/nodelay.rs checks it).
+            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(2))
             .build()?;

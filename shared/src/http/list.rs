@@ -179,10 +179,12 @@ fn render(
         }
         tracing::info!(rows_sent = shown, more, "list streamed");
         metrics::record(Distribution::StreamedItems, shown as f64);
-        yield Bytes::from(chunk);
-        // The page is sent; what is left of the stream is work that must finish before the
-        // function returns (the cache fill reads on past the page), or nothing at all.
+        // What is left of the stream is work that must finish before the function returns:
+        // the listing's closing round trip, and the cache fill that reads on past the page. It
+        // runs before the last chunk is handed over, so that this chunk and the end of the body
+        // leave in one write: the answer is complete at the end of the body either way.
         while rows.next().await.is_some() {}
+        yield Bytes::from(chunk);
     }
 }
 
@@ -265,5 +267,30 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["errors"][0]["status"], "500");
         assert!(lines.iter().all(|line| line.get("next_cursor").is_none()));
+    }
+
+    #[tokio::test]
+    async fn the_last_chunk_is_the_end_of_the_body_even_when_the_listing_ends_later() {
+        // The rows past the page end a moment later, as a listing's closing round trip or a
+        // cache fill does.
+        let rows: FavoriteStream = Box::pin(futures::stream::iter(vec![Ok(row("b")), Ok(row("c"))]).chain(
+            futures::stream::once(async {
+                tokio::task::yield_now().await;
+                Ok(row("d"))
+            }),
+        ));
+        let cursors = Arc::new(CursorCodec::new(vec![[7; 32]]));
+        let stream = render(Some(row("a")), rows, Format::Json, Some(2), UserId::generate(), cursors);
+        let mut stream = std::pin::pin!(stream);
+        let last = stream.try_next().await.unwrap().unwrap();
+        assert!(last.ends_with(b"}"), "the whole page in its one chunk");
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            matches!(
+                futures::Stream::poll_next(stream.as_mut(), &mut cx),
+                std::task::Poll::Ready(None)
+            ),
+            "the end of the body must be ready with the last chunk, so that both leave in one write"
+        );
     }
 }

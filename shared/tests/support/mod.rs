@@ -53,7 +53,7 @@ pub async fn postgres() -> TestDatabase {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("connecting to TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+    sqlx::query(&format!("create database {name}"))
         .execute(&mut admin)
         .await
         .expect("creating a test database");
@@ -101,11 +101,9 @@ impl Drop for TestDatabase {
                 match cleanup {
                     Cleanup::Postgres { admin_url, name } => {
                         if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "drop database if exists {name} with (force)"
-                            )))
-                            .execute(&mut admin)
-                            .await;
+                            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                                .execute(&mut admin)
+                                .await;
                         }
                     }
                     Cleanup::Sqlite { path } => {

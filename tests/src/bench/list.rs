@@ -156,7 +156,7 @@ impl Bench {
                 say("checkpoint refused (not a superuser?); the first runs may compete with the checkpointer");
             }
             self.verify_list(n).await?;
-            let plan: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("explain {listing}")))
+            let plan: String = sqlx::query_scalar(&format!("explain {listing}"))
                 .fetch_one(db)
                 .await
                 .context("explaining the listing")?;

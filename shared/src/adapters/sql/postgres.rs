@@ -376,15 +376,11 @@ impl PgFavoriteRepository {
     /// The listing's transaction: read-only and repeatable-read, so that a version read in it
     /// and every row of the cursor belong to one snapshot.
     async fn listing_transaction(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        use sqlx::SqlSafeStr;
         let conn = self.db.connection().await.context("connecting to the database")?;
         // A transaction, not `SET TRANSACTION`: its settings end with it and pin nothing.
-        sqlx::Transaction::begin(
-            conn,
-            Some("begin isolation level repeatable read read only".into_sql_str()),
-        )
-        .await
-        .context("starting the listing transaction")
+        sqlx::Transaction::begin(conn, Some("begin isolation level repeatable read read only".into()))
+            .await
+            .context("starting the listing transaction")
     }
 }
 
@@ -397,7 +393,7 @@ async fn cursor(
     user: UserId,
     query: ListQuery,
 ) -> anyhow::Result<FavoriteStream> {
-    let declare = match query.after {
+    let sql = match query.after {
         Some(_) => format!(
             "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
               {LIST_ORDER} offset $2 limit $3"
@@ -410,7 +406,7 @@ async fn cursor(
     let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
     let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
     // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
-    let mut declare = sqlx::query(sqlx::AssertSqlSafe(declare))
+    let mut declare = sqlx::query(&sql)
         .persistent(persistent)
         .bind(user.as_uuid())
         .bind(offset)
@@ -422,7 +418,7 @@ async fn cursor(
     Ok(Box::pin(async_stream::try_stream! {
         let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
         loop {
-            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(sqlx::AssertSqlSafe(fetch.as_str()))
+            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&fetch)
                 .persistent(persistent)
                 .fetch(&mut *tx);
             let mut fetched = 0;
