@@ -376,9 +376,12 @@ MOTO_VERSION="${MOTO_VERSION:-5.1.22}"
 ensure_moto_installed() {
 	ensure_venv
 	if [ ! -x .venv/bin/moto_server ]; then
-		say "installing moto[server] $MOTO_VERSION into .venv (a local DynamoDB and Secrets Manager)"
-		.venv/bin/python -m pip install -q --progress-bar off "moto[server]==$MOTO_VERSION" >&2 ||
-			die "pip install moto[server] failed; retry with: .venv/bin/pip install 'moto[server]==$MOTO_VERSION'"
+		# Only the services we stand in for, and the server's own needs: moto[server] would pull
+		# cfn-lint and aws-sam-translator too, at versions older than the SAM CLI's, and
+		# downgrade them in this venv.
+		say "installing moto $MOTO_VERSION (DynamoDB, Secrets Manager, IAM, STS; server) into .venv"
+		.venv/bin/python -m pip install -q --progress-bar off "moto[dynamodb,secretsmanager,iam,sts]==$MOTO_VERSION" flask flask-cors >&2 ||
+			die "pip install moto failed; retry with: .venv/bin/pip install 'moto[dynamodb,secretsmanager,iam,sts]==$MOTO_VERSION' flask flask-cors"
 	fi
 }
 
