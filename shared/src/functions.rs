@@ -21,8 +21,8 @@ use crate::http::{
     add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
     remove_favorite_router, signup_router, update_favorite_router,
 };
-pub use crate::runtime::ResponseMode;
 use crate::ports::{FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
+pub use crate::runtime::ResponseMode;
 use crate::wiring::Wiring;
 
 /// One Lambda function.
@@ -98,10 +98,7 @@ impl Function for Login {
     const NAME: &'static str = "login";
     type Settings = (DatabaseSettings, TokenSettings, PasswordSettings, ThrottleSettings);
 
-    async fn build(
-        (database, tokens, passwords, throttle): Self::Settings,
-        wiring: &Wiring,
-    ) -> anyhow::Result<Router> {
+    async fn build((database, tokens, passwords, throttle): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
         let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
         Ok(login_router(LoginState {
             users: database.users(),
@@ -132,12 +129,14 @@ pub struct AddFavorite;
 
 impl Function for AddFavorite {
     const NAME: &'static str = "add-favorite";
-    type Settings = (DatabaseSettings, TokenSettings, Option<CacheSettings>, IdempotencySettings);
+    type Settings = (
+        DatabaseSettings,
+        TokenSettings,
+        Option<CacheSettings>,
+        IdempotencySettings,
+    );
 
-    async fn build(
-        (database, tokens, cache, idempotency): Self::Settings,
-        wiring: &Wiring,
-    ) -> anyhow::Result<Router> {
+    async fn build((database, tokens, cache, idempotency): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
         let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
         let state: FavoritesState<dyn FavoriteInserter> = FavoritesState {
             favorites: database.favorites(),
@@ -215,10 +214,7 @@ impl Function for ListFavorites {
         Option<EnrichmentSettings>,
     );
 
-    async fn build(
-        (database, tokens, cache, enrichment): Self::Settings,
-        wiring: &Wiring,
-    ) -> anyhow::Result<Router> {
+    async fn build((database, tokens, cache, enrichment): Self::Settings, wiring: &Wiring) -> anyhow::Result<Router> {
         let (database, tokens, keys) = database_and_tokens(&database, &tokens, wiring).await?;
         let cache = wiring.cache(cache.as_ref())?;
         let state = ListState {

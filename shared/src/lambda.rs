@@ -34,7 +34,8 @@ pub async fn run<F: Function>() -> Result<(), lambda_http::Error> {
 }
 
 async fn cold_start<F: Function>() -> Result<axum::Router, lambda_http::Error> {
-    let settings = F::Settings::from_env(&ProcessEnv).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let settings =
+        F::Settings::from_env(&ProcessEnv).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let wiring = Wiring::default();
     let router = build::<F>(settings, &wiring)
         .await
@@ -101,8 +102,8 @@ pub async fn run_migrate() -> Result<(), lambda_http::Error> {
     } else {
         crate::telemetry::init();
     }
-    let settings =
-        DatabaseSettings::from_env(&ProcessEnv).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let settings = DatabaseSettings::from_env(&ProcessEnv)
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     if let Some(data_dir) = settings.embedded_data_dir() {
         crate::development::bootstrap(data_dir)?;
     }

@@ -99,11 +99,7 @@ async fn every_event_gets_the_status_its_name_promises() {
                 .parse()
                 .expect("event names end in -<status>");
             let request = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let response = router(&name, &env)
-                .await
-                .oneshot(request)
-                .await
-                .unwrap();
+            let response = router(&name, &env).await.oneshot(request).await.unwrap();
             let status = response.status().as_u16();
             let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
             if status != expected {

@@ -14,9 +14,9 @@ use futures::TryStreamExt;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::adapters::sql::Database;
 use shared::config::{DatabaseSettings, DatabaseTarget, Endpoint, SecretSetting};
-use shared::secrets::Secret;
 use shared::domain::{AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
 use shared::ports::{DatabaseHealth, ListQuery, SecretSource};
+use shared::secrets::Secret;
 use sqlx::Connection;
 use support::aws;
 

@@ -33,7 +33,10 @@ pub enum DatabaseTarget {
     Url(SecretString),
     /// `DATABASE_SECRET_ARN`: Postgres with the credentials of an RDS secret (JSON: username,
     /// password, host, port, dbname), always over TLS verified against the CA bundle.
-    Rds { credentials: SecretSetting, endpoint: Endpoint },
+    Rds {
+        credentials: SecretSetting,
+        endpoint: Endpoint,
+    },
     /// Neither: the embedded default, SQLite in `FAVORITES_DATA_DIR` (default `.local`),
     /// migrated at cold start. A development setup: see [`crate::development`].
     Embedded { data_dir: PathBuf },
@@ -61,9 +64,9 @@ impl Settings for DatabaseSettings {
 
     fn resources(&self) -> Vec<Resource> {
         match &self.target {
-            DatabaseTarget::Rds { credentials, .. } => stored_secret("DATABASE_SECRET_ARN", credentials)
-                .into_iter()
-                .collect(),
+            DatabaseTarget::Rds { credentials, .. } => {
+                stored_secret("DATABASE_SECRET_ARN", credentials).into_iter().collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -181,7 +184,10 @@ mod tests {
         let DatabaseTarget::Rds { endpoint, .. } = &settings.target else {
             panic!("an RDS target")
         };
-        assert_eq!((endpoint.host.as_deref(), endpoint.port), (Some("proxy.example"), Some(6432)));
+        assert_eq!(
+            (endpoint.host.as_deref(), endpoint.port),
+            (Some("proxy.example"), Some(6432))
+        );
         assert_eq!(settings.resources()[0].variable, "DATABASE_SECRET_ARN");
     }
 }

@@ -36,7 +36,12 @@ impl Settings for Option<EnrichmentSettings> {
                 retries: parse(env, "ENRICHMENT_RETRIES", defaults.retries, 0..=10)?,
                 backoff: millis(env, "ENRICHMENT_BACKOFF_MS", defaults.backoff, 1..=5_000)?,
                 breaker_failures: parse(env, "ENRICHMENT_BREAKER_FAILURES", defaults.breaker_failures, 1..=1_000)?,
-                breaker_open_for: millis(env, "ENRICHMENT_BREAKER_OPEN_MS", defaults.breaker_open_for, 100..=600_000)?,
+                breaker_open_for: millis(
+                    env,
+                    "ENRICHMENT_BREAKER_OPEN_MS",
+                    defaults.breaker_open_for,
+                    100..=600_000,
+                )?,
             },
         }))
     }

@@ -1,6 +1,6 @@
 //! Idempotency records of the write routes that take an `Idempotency-Key`.
 
-use super::{ConfigError, Env, Resource, Settings, table_resource, seconds};
+use super::{ConfigError, Env, Resource, Settings, seconds, table_resource};
 use crate::usecases::idempotency::IdempotencyPolicy;
 
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,10 @@ impl Settings for IdempotencySettings {
     }
 
     fn resources(&self) -> Vec<Resource> {
-        table_resource("IDEMPOTENCY_TABLE", self.table.as_ref(), crate::adapters::dynamodb::IDEMPOTENCY_ACTIONS)
+        table_resource(
+            "IDEMPOTENCY_TABLE",
+            self.table.as_ref(),
+            crate::adapters::dynamodb::IDEMPOTENCY_ACTIONS,
+        )
     }
 }

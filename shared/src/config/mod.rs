@@ -124,7 +124,9 @@ impl<const N: usize> Env for [(&str, &str); N] {
 
 impl Env for std::collections::BTreeMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
-        std::collections::BTreeMap::get(self, name).filter(|v| !v.trim().is_empty()).cloned()
+        std::collections::BTreeMap::get(self, name)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
     }
 }
 
@@ -173,7 +175,12 @@ fn secret_setting(env: &dyn Env, arn: &'static str, value: &'static str) -> Resu
 /// is stored; a value the other side refuses is read again at once, whatever the TTL.
 fn stored_setting(env: &dyn Env, arn: &'static str) -> Result<Option<SecretSetting>, ConfigError> {
     let Some(id) = env.get(arn) else { return Ok(None) };
-    let ttl = seconds(env, "SECRETS_TTL_SECONDS", std::time::Duration::from_secs(300), 1..=86_400)?;
+    let ttl = seconds(
+        env,
+        "SECRETS_TTL_SECONDS",
+        std::time::Duration::from_secs(300),
+        1..=86_400,
+    )?;
     Ok(Some(SecretSetting::Stored { id, ttl }))
 }
 

@@ -1,6 +1,6 @@
 //! The login throttle's counters and limits.
 
-use super::{ConfigError, Env, Resource, Settings, table_resource, parse, seconds};
+use super::{ConfigError, Env, Resource, Settings, parse, seconds, table_resource};
 use crate::usecases::login::ThrottlePolicy;
 
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,10 @@ impl Settings for ThrottleSettings {
     }
 
     fn resources(&self) -> Vec<Resource> {
-        table_resource("LOGIN_THROTTLE_TABLE", self.table.as_ref(), crate::adapters::dynamodb::THROTTLE_ACTIONS)
+        table_resource(
+            "LOGIN_THROTTLE_TABLE",
+            self.table.as_ref(),
+            crate::adapters::dynamodb::THROTTLE_ACTIONS,
+        )
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::{ConfigError, Env, Resource, SecretSetting, Settings, invalid, secret_setting, seconds, stored_secret};
+use super::{ConfigError, Env, Resource, SecretSetting, Settings, invalid, seconds, secret_setting, stored_secret};
 use crate::adapters::jwt::TokenPolicy;
 
 /// The shortest HS256 key we accept: RFC 7518 §3.2 asks for a key as long as the hash output.

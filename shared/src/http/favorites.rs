@@ -69,7 +69,10 @@ async fn add_handler(
 }
 
 pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>, tokens: Arc<dyn AccessTokens>) -> Router {
-    authenticated(finish(Router::new().route("/favorites/{id}", get(get_handler)), state), tokens)
+    authenticated(
+        finish(Router::new().route("/favorites/{id}", get(get_handler)), state),
+        tokens,
+    )
 }
 
 async fn get_handler(
@@ -100,8 +103,14 @@ impl PatchBody {
     }
 }
 
-pub fn update_favorite_router(state: FavoritesState<dyn FavoriteDescriptionUpdater>, tokens: Arc<dyn AccessTokens>) -> Router {
-    authenticated(finish(Router::new().route("/favorites/{id}", patch(update_handler)), state), tokens)
+pub fn update_favorite_router(
+    state: FavoritesState<dyn FavoriteDescriptionUpdater>,
+    tokens: Arc<dyn AccessTokens>,
+) -> Router {
+    authenticated(
+        finish(Router::new().route("/favorites/{id}", patch(update_handler)), state),
+        tokens,
+    )
 }
 
 async fn update_handler(
@@ -125,7 +134,10 @@ async fn update_handler(
 }
 
 pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>, tokens: Arc<dyn AccessTokens>) -> Router {
-    authenticated(finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state), tokens)
+    authenticated(
+        finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state),
+        tokens,
+    )
 }
 
 async fn remove_handler(

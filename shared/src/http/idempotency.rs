@@ -42,7 +42,9 @@ pub struct IdempotencyLayer {
 /// Why the layer answered instead of the route (the answers are in `error.rs`).
 #[derive(Debug)]
 pub enum Rejection {
-    MalformedKey { max_length: usize },
+    MalformedKey {
+        max_length: usize,
+    },
     /// The key was first used with another body.
     Mismatch,
     /// The first request with this key is still being handled.
@@ -72,7 +74,10 @@ async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: N
         })
         .into_response();
     };
-    let caller = request.extensions().get::<AuthUser>().map(|AuthUser(user)| user.to_string());
+    let caller = request
+        .extensions()
+        .get::<AuthUser>()
+        .map(|AuthUser(user)| user.to_string());
     let deadline = deadline(&request);
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, layer.body_limit + 1).await {

@@ -54,7 +54,10 @@ pub struct ListState {
 }
 
 pub fn list_favorites_router(state: ListState, tokens: Arc<dyn AccessTokens>) -> Router {
-    authenticated(finish(Router::new().route("/favorites", get(list_handler)), state), tokens)
+    authenticated(
+        finish(Router::new().route("/favorites", get(list_handler)), state),
+        tokens,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -149,15 +149,17 @@ impl KeyRing {
 impl CursorKeys for KeyRing {
     async fn cursor_keys(&self) -> Vec<[u8; 32]> {
         let keys = self.keys().await;
-        keys.live().into_iter().map(|key| derive(key, b"favorites/list-cursor/v1")).collect()
+        keys.live()
+            .into_iter()
+            .map(|key| derive(key, b"favorites/list-cursor/v1"))
+            .collect()
     }
 }
 
 /// A key for one purpose, derived from a token key: knowing it tells nothing about the token
 /// key, and a value signed for one purpose never checks as another.
 fn derive(key: &SigningKey, purpose: &[u8]) -> [u8; 32] {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.secret.expose_secret().as_bytes()).expect("HMAC takes any key");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.secret.expose_secret().as_bytes()).expect("HMAC takes any key");
     mac.update(purpose);
     mac.finalize().into_bytes().into()
 }

@@ -67,7 +67,10 @@ impl Database {
             }
             DatabaseTarget::Url(url) => url.expose_secret().to_string(),
             DatabaseTarget::Embedded { data_dir } => {
-                format!("sqlite://{}?mode=rwc", crate::development::database_path(data_dir).display())
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    crate::development::database_path(data_dir).display()
+                )
             }
         };
         if settings.is_postgres() {
@@ -99,7 +102,11 @@ impl Database {
 
     /// A small pool per instance (one Lambda instance serves one request at a time), opened
     /// lazily: a cold start does not pay for a connection a request may never need.
-    fn postgres(settings: &DatabaseSettings, options: PgConnectOptions, credentials: Option<Arc<PgCredentials>>) -> Self {
+    fn postgres(
+        settings: &DatabaseSettings,
+        options: PgConnectOptions,
+        credentials: Option<Arc<PgCredentials>>,
+    ) -> Self {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(0)

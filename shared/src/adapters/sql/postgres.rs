@@ -14,13 +14,13 @@ use super::{
     favorite_inserted, stored_asset, stored_version, user_from_columns, user_inserted, version_from_column,
 };
 use crate::config::Endpoint;
-use crate::secrets::Secret;
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
 use crate::ports::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
     FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
     Listing, UserByEmail, UserInserter,
 };
+use crate::secrets::Secret;
 
 /// A Postgres pool and how to use it. Behind RDS Proxy (`named_statements: false`) every
 /// statement is sent unnamed, so no session ever holds a prepared statement and the proxy can
