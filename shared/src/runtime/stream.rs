@@ -5,8 +5,8 @@
 //! turns into an invocation error (the client sees the stream break off).
 //!
 //! In as few writes as the body allows: the request is sent only once the body's first chunk
-//! is there, so that hyper writes the request head, the prelude with its separator and that
-//! chunk together; later chunks go out as they come, each with whatever else is ready then,
+//! is there, so that hyper writes the request head, the prelude, its separator and that chunk
+//! together (three chunks of the chunked encoding, one write); later chunks go out as they come, each with whatever else is ready then,
 //! and the last one with the terminating chunk when the body ends right after it. (lambda_runtime
 //! sends the prelude and the separator as separate chunks from a spawned task, so they leave
 //! in separate writes, and then stall each other on a connection with Nagle's algorithm on.)
@@ -44,9 +44,13 @@ pub(super) async fn request(
         .headers
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/octet-stream"));
-    let mut head = serde_json::to_vec(&prelude)?;
-    head.extend_from_slice(&[0; 8]);
-    let mut frames = vec![Frame::data(Bytes::from(head))];
+    // The prelude and the separator are chunks of their own: `cargo lambda watch` (`make run`)
+    // reads the prelude as the first chunk and skips the second, where Lambda reads bytes.
+    // Chunks that are ready together still leave in one write.
+    let mut frames = vec![
+        Frame::data(Bytes::from(serde_json::to_vec(&prelude)?)),
+        Frame::data(Bytes::from_static(&[0; 8])),
+    ];
     let first = AssertUnwindSafe(body.next())
         .catch_unwind()
         .await
