@@ -2,12 +2,12 @@
 # make infra-check: the deployment template checked offline (no AWS account, no credentials).
 #
 #   scripts/infra-check.sh          everything below
-#   scripts/infra-check.sh lint     cfn-lint, sam validate --lint, scripts/check-template.py
+#   scripts/infra-check.sh lint     cfn-lint, sam validate --lint
 #   scripts/infra-check.sh build    sam build of every function
 #
-# lint: cfn-lint and `sam validate --lint` must be clean; scripts/check-template.py checks the
-#   template against the repository (functions/, infra/openapi.yaml, the local router, which
-#   function may read which secret and table, the dashboard JSON).
+# lint: cfn-lint and `sam validate --lint` must be clean. The template against the code (each
+#   function's environment and permissions, functions/, infra/openapi.yaml, the local router,
+#   the dashboard JSON, samconfig.toml) is a test of `make test`: shared/tests/template.rs.
 # build: `sam build` as an operator runs it, with two differences for machines that only have
 #   the native target and no network for `rustup target add`:
 #   - Architecture=x86_64 instead of the arm64 default (the template's parameter), and
@@ -45,9 +45,6 @@ check_lint() {
 
 	step "SAM template: sam validate --lint" "fix the findings above"
 	sam validate --lint --template template.yaml
-
-	step "SAM template: functions, routes, permissions, dashboard (scripts/check-template.py)" "fix template.yaml (or infra/openapi.yaml, Cargo.toml's router) as listed above"
-	.venv/bin/python scripts/check-template.py template.yaml
 }
 
 check_build() {

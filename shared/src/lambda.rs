@@ -17,8 +17,8 @@ use crate::metrics::Counter;
 use crate::runtime::Runtime;
 use crate::wiring::Wiring;
 
-/// Variables the libraries read themselves, not our settings: given by template.yaml to every
-/// function, and never reported as unused by the checks.
+/// Variables the libraries read themselves, not our settings: template.yaml gives them to every
+/// function behind the API, and its check (`shared/tests/template.rs`) requires them there.
 pub const READ_BY_LIBRARIES: &[&str] = &[
     // lambda_http: REST API events carry the stage in the path, which the routers must not see.
     "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
