@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check replay-events sam-local metrics-check bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
+.PHONY: help run test infra-check sam-local metrics-check bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -22,9 +22,6 @@ test: ## Format check, clippy, build, then all tests against Postgres, Redis and
 
 infra-check: ## SAM template offline: cfn-lint, sam validate --lint, routes vs infra/openapi.yaml, sam build (scripts/infra-check.sh)
 	@scripts/infra-check.sh
-
-replay-events: ## Replay every events/*/*.json through the emulator with cargo lambda invoke, check each status (scripts/replay-events.sh)
-	@scripts/replay-events.sh
 
 sam-local: ## Every events/*/*.json through sam local invoke under Docker, offline; root: installs docker.io, builds the base image (scripts/sam-local.sh)
 	@scripts/sam-local.sh

@@ -10,10 +10,10 @@
 #      Stopping that emulator then checks graceful shutdown under it: every function instance
 #      logs that it flushed and closed its pool within the time allowed.
 #   2. scripts/check-metrics.py check: every Favorites metric the dashboard shows or an alarm
-#      watches was printed by its function, in this run's log or in make test's e2e and
-#      event-replay emulators' logs, and every printed metric is on the dashboard.
+#      watches was printed by its function, in this run's log or in make test's e2e emulator's
+#      log, and every printed metric is on the dashboard.
 #
-# Needs the logs of make test's emulators (.local/e2e-emulator.log, .local/replay-emulator.log);
+# Needs the log of make test's emulator (.local/e2e-emulator.log);
 # run alone after a make test, or as part of it.
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -57,5 +57,5 @@ stopped=$(grep -c '"message":"shut down","closed":"database pool","in_time":true
 say "all $started function instances shut down gracefully"
 
 step "Metrics: template.yaml's Favorites metrics against what the functions printed (scripts/check-metrics.py)" "fix template.yaml or shared/src/metrics.rs as listed above; the logs are in .local/"
-.venv/bin/python scripts/check-metrics.py check .local/e2e-emulator.log .local/replay-emulator.log "$LOG"
+.venv/bin/python scripts/check-metrics.py check .local/e2e-emulator.log "$LOG"
 step_done

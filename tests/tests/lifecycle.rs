@@ -4,7 +4,8 @@
 //! flushes what is left, closes the pools and exits 0.
 //!
 //! The functions run on the embedded SQLite database in a directory of their own, with the
-//! sample events of `events/` (signed with `events/fixture.json`'s key).
+//! sample events of `events/` (signed with `events/fixture.json`'s key); the last test replays
+//! every sample event through its binary, on Postgres.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -211,4 +212,119 @@ async fn sigterm_flushes_the_metrics_closes_the_pool_and_exits_0() {
         has(&emitted(&output), "health", "ColdStart"),
         "the pending metric was not flushed on SIGTERM: {output:#?}"
     );
+}
+
+/// Every sample event of `events/` delivered to its function's binary as Lambda delivers it
+/// (through the runtime API, parsed by lambda_http), against a fresh Postgres database holding
+/// the fixture user: the answer's status is the one the event's name promises
+/// (`events/<function>/<case>-<status>.json`), an error's JSON:API body says the same status,
+/// every answer carries one X-Request-ID, and the list streams while the others do not.
+#[tokio::test]
+async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
+    let database = e2e::database::TestDatabase::create(&e2e::database::admin_url().unwrap(), "favorites_events", None)
+        .await
+        .unwrap();
+    let hash = bcrypt::hash(fixture("password"), 4).unwrap();
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .unwrap();
+    sqlx::query("insert into users (id, email, password_hash) values ($1::text::uuid, $2, $3)")
+        .bind(fixture("user_id"))
+        .bind(fixture("email"))
+        .bind(hash)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    drop(connection);
+
+    let mut functions: Vec<PathBuf> = std::fs::read_dir(repository().join("events"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    functions.sort();
+    let (mut checked, mut failures) = (0, Vec::new());
+    for directory in functions {
+        let name = directory.file_name().unwrap().to_string_lossy().to_string();
+        let described = shared::functions::ALL
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("events/{name}: no such function"));
+        let streams = described.response == Some(shared::runtime::ResponseMode::Streaming);
+        let runtime = RuntimeApi::start().await;
+        let function = FunctionProcess::start(
+            &name,
+            &runtime,
+            &[
+                ("DATABASE_URL", database.url.as_str()),
+                ("JWT_SECRET", fixture("jwt_secret").as_str()),
+                ("BCRYPT_COST", "4"),
+                ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
+            ],
+        );
+        let mut events: Vec<PathBuf> = std::fs::read_dir(&directory)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        events.sort();
+        for path in events {
+            let case = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
+            let expected: u16 = path
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .rsplit('-')
+                .next()
+                .and_then(|status| status.parse().ok())
+                .expect("event names end in -<status>");
+            let answer = match runtime.call(std::fs::read(&path).unwrap(), STARTUP).await {
+                Ok(answer) => answer,
+                Err(e) => panic!("{case}: {e:#}\n{:#?}", function.last_lines(20)),
+            };
+            if let Some(problem) = answer_problem(&answer, expected, streams) {
+                failures.push(format!("{case}: {problem}"));
+            }
+            checked += 1;
+        }
+    }
+    database.drop_now().await.unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 20, "only {checked} events found");
+}
+
+/// What is wrong with an answer that should have `expected` as its status, if anything.
+fn answer_problem(answer: &Answer, expected: u16, streams: bool) -> Option<String> {
+    if answer.error || answer.streamed != streams {
+        return Some(format!(
+            "an error report or the wrong response mode (streamed: {}): {}",
+            answer.streamed,
+            String::from_utf8_lossy(&answer.body)
+        ));
+    }
+    let body = answer.http_body();
+    let status = answer.status();
+    if status != Some(expected) {
+        return Some(format!("got {status:?}: {}", String::from_utf8_lossy(&body)));
+    }
+    let head: Value = match streams {
+        true => serde_json::from_slice(&answer.body[..answer.body.windows(8).position(|w| w == [0u8; 8])?]).ok()?,
+        false => serde_json::from_slice(&answer.body).ok()?,
+    };
+    let request_ids = match streams {
+        true => usize::from(head["headers"]["x-request-id"].is_string()),
+        false => head["multiValueHeaders"]["x-request-id"].as_array().map_or(0, Vec::len),
+    };
+    if request_ids != 1 {
+        return Some(format!("{request_ids} X-Request-ID headers instead of one: {head}"));
+    }
+    if expected >= 400 {
+        let document: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let wanted = expected.to_string();
+        if document["errors"][0]["status"].as_str() != Some(wanted.as_str()) {
+            return Some(format!("not a JSON:API error with status {expected}: {document}"));
+        }
+    }
+    None
 }
