@@ -507,6 +507,7 @@ start_tls_postgres() {
 	export TEST_TLS_PG_ADMIN_URL="postgresql://postgres@localhost/postgres?host=$dir&port=$port"
 	export TEST_TLS_PG_PORT=$port
 	export TEST_TLS_PG_CA=$dir/ca.crt
+	export TEST_TLS_PG_LOG=$dir/postgres.log
 	say "TLS Postgres ready on 127.0.0.1:$port (CA $TEST_TLS_PG_CA)"
 }
 

@@ -2,7 +2,8 @@
 //! with credentials from a rotated Secrets Manager secret over verified TLS.
 //!
 //! Needs TEST_DATABASE_URL, AWS_ENDPOINT_URL (moto) and the private TLS Postgres that
-//! `make test` starts (TEST_TLS_PG_ADMIN_URL, TEST_TLS_PG_PORT, TEST_TLS_PG_CA).
+//! `make test` starts (TEST_TLS_PG_ADMIN_URL, TEST_TLS_PG_PORT, TEST_TLS_PG_CA, and its log
+//! TEST_TLS_PG_LOG).
 
 mod support;
 
@@ -221,6 +222,104 @@ async fn credentials_come_from_the_secret_over_verified_tls() {
         .await
         .unwrap();
     assert!(ssl, "the session is encrypted");
+}
+
+/// What RDS Proxy pins a session for (AWS's pinning list for PostgreSQL), in one statement as
+/// the server logged it; `None` when nothing.
+fn pins(entry: &str) -> Option<&'static str> {
+    let (kind, statement) = entry.split_once(": ").unwrap_or(("", entry));
+    let sql = statement.trim_start().to_lowercase();
+    let starts = |word: &str| sql.starts_with(word) && sql[word.len()..].starts_with(char::is_whitespace);
+    if kind.starts_with("execute") && kind != "execute <unnamed>" {
+        Some("a named prepared statement")
+    } else if starts("set") || sql.contains(" set_config(") {
+        Some("SET")
+    } else if starts("declare") || starts("prepare") || starts("listen") {
+        Some("DECLARE, PREPARE or LISTEN")
+    } else if sql.contains("temp table") || sql.contains("temporary") {
+        Some("a temporary object")
+    } else if sql.contains("pg_advisory") {
+        Some("an advisory lock")
+    } else if sql.contains("nextval(") || sql.contains("setval(") {
+        Some("nextval/setval")
+    } else if statement.len() > 16 * 1024 {
+        Some("a statement over 16 KB")
+    } else {
+        None
+    }
+}
+
+/// Every statement the functions send in proxy mode, as the server logs it (`log_statement =
+/// 'all'` for the role they connect as): none is on the pinning list, so a proxy can hand the
+/// database connection to another client after each transaction.
+#[tokio::test]
+async fn in_proxy_mode_no_statement_is_on_the_pinning_list() {
+    let mut server = TlsServer::new("pinning-check").await;
+    let id = support::create_secret(&server.secret("pinning-check")).await;
+    // The migrations hold an advisory lock: they run without the proxy (template.yaml's
+    // migrate function goes to the instance), before logging starts.
+    connect(&secret_config(&id)).await.migrate().await.unwrap();
+    let alter = format!("alter role {} set log_statement = 'all'", server.role);
+    sqlx::raw_sql(&alter).execute(&mut server.admin).await.unwrap();
+
+    let db = connect(&secret_config(&id)).await;
+    every_operation(&db).await;
+    db.close().await;
+
+    let log =
+        std::fs::read_to_string(std::env::var("TEST_TLS_PG_LOG").expect("TEST_TLS_PG_LOG: run `make test`")).unwrap();
+    // An entry starts at a line with the server's prefix; a statement's later lines follow it.
+    let mut entries: Vec<String> = Vec::new();
+    for line in log.lines() {
+        match line.split_once(" LOG:  ") {
+            Some((_, rest)) if rest.starts_with("statement: ") || rest.starts_with("execute ") => {
+                entries.push(rest.to_string())
+            }
+            None if !line.starts_with("20") => {
+                if let Some(last) = entries.last_mut() {
+                    last.push('\n');
+                    last.push_str(line);
+                }
+            }
+            _ => entries.push(String::new()),
+        }
+    }
+    let statements: Vec<&String> = entries.iter().filter(|e| !e.is_empty()).collect();
+    assert!(
+        statements.len() >= 10,
+        "the server logged {} statements of the role: is log_statement working?",
+        statements.len()
+    );
+    let pinning: Vec<String> = statements
+        .iter()
+        .filter_map(|entry| pins(entry).map(|why| format!("{why}: {}", &entry[..entry.len().min(300)])))
+        .collect();
+    assert!(
+        pinning.is_empty(),
+        "statements that pin a proxy session:\n{}",
+        pinning.join("\n")
+    );
+}
+
+#[test]
+fn the_pinning_check_knows_the_pinning_list() {
+    for pinned in [
+        "statement: SET statement_timeout = 0",
+        "statement: declare listing no scroll cursor for select 1",
+        "execute sqlx_s_1: select 1",
+        "statement: select pg_advisory_lock(1)",
+        "execute <unnamed>: select nextval('s')",
+        "statement: create temporary table t (x int)",
+    ] {
+        assert!(pins(pinned).is_some(), "{pinned}");
+    }
+    for fine in [
+        "statement: begin isolation level repeatable read read only",
+        "execute <unnamed>: select id, created_at from favorites where user_id = $1",
+        "execute <unnamed>: update favorites set description = $3 where id = $2",
+    ] {
+        assert_eq!(pins(fine), None, "{fine}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::pool::PoolConnection;
@@ -374,7 +374,7 @@ async fn read_version<'e>(
 
 impl PgFavoriteRepository {
     /// The listing's transaction: read-only and repeatable-read, so that a version read in it
-    /// and every row of the cursor belong to one snapshot.
+    /// and every row of the listing belong to one snapshot.
     async fn listing_transaction(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         let conn = self.db.connection().await.context("connecting to the database")?;
         // A transaction, not `SET TRANSACTION`: its settings end with it and pin nothing.
@@ -384,61 +384,69 @@ impl PgFavoriteRepository {
     }
 }
 
-/// A server-side cursor in the listing transaction, read `LIST_BATCH_ROWS` at a time: the rows
-/// in memory are one batch at most, and when the stream is dropped (the client went away) no
-/// further batch is fetched and the transaction's rollback closes the cursor.
-async fn cursor(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+/// The listing in keyset batches of `LIST_BATCH_ROWS` inside the listing transaction: each batch
+/// one plain statement that resumes after the last row of the batch before, all of them in the
+/// transaction's one snapshot. No cursor: a `DECLARE`d cursor pins an RDS Proxy session to its
+/// database connection. Rows stream as they arrive, so what is in memory is one row and the
+/// socket's buffers; when the stream is dropped (the client went away) no further batch is read
+/// and the transaction ends with the connection. The first row is read before this returns, so
+/// a failure to start the listing is an error, not a stream that breaks before its first byte.
+async fn batches(
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
     persistent: bool,
     user: UserId,
     query: ListQuery,
 ) -> anyhow::Result<FavoriteStream> {
-    let sql = match query.after {
-        Some(_) => format!(
-            "declare listing no scroll cursor for {LIST_SELECT} and (created_at, id) < ($4, $5)
-              {LIST_ORDER} offset $2 limit $3"
-        ),
-        None => format!(
-            "declare listing no scroll cursor for {LIST_SELECT}
-              {LIST_ORDER} offset $2 limit $3"
-        ),
-    };
-    let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-    let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-    // Only constant SQL is spliced in (the keyset clause); every value is a bind parameter.
-    let mut declare = sqlx::query(&sql)
-        .persistent(persistent)
-        .bind(user.as_uuid())
-        .bind(offset)
-        .bind(limit);
-    if let Some(after) = &query.after {
-        declare = declare.bind(after.created_at).bind(after.id.clone());
-    }
-    declare.execute(&mut *tx).await.context("opening the listing cursor")?;
-    Ok(Box::pin(async_stream::try_stream! {
-        let fetch = format!("fetch forward {LIST_BATCH_ROWS} from listing");
+    let mut rows: FavoriteStream = Box::pin(async_stream::try_stream! {
+        let mut tx = tx;
+        let mut after = query.after;
+        let mut offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let mut remaining = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         loop {
-            let mut rows = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&fetch)
-                .persistent(persistent)
-                .fetch(&mut *tx);
-            let mut fetched = 0;
-            while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing cursor")? {
-                fetched += 1;
-                yield ListedFavorite { position: ListPosition { created_at, id }, json };
+            let batch = remaining.map_or(LIST_BATCH_ROWS, |r| r.min(LIST_BATCH_ROWS));
+            if batch == 0 {
+                break;
             }
-            drop(rows);
-            if fetched < LIST_BATCH_ROWS {
+            // Constant SQL only (with or without the keyset clause); every value is bound.
+            let sql = match after {
+                Some(_) => format!("{LIST_SELECT} and (created_at, id) < ($4, $5) {LIST_ORDER} offset $2 limit $3"),
+                None => format!("{LIST_SELECT} {LIST_ORDER} offset $2 limit $3"),
+            };
+            let mut statement = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&sql)
+                .persistent(persistent)
+                .bind(user.as_uuid())
+                .bind(offset)
+                .bind(batch);
+            if let Some(after) = &after {
+                statement = statement.bind(after.created_at).bind(after.id.clone());
+            }
+            let mut fetched = 0;
+            let mut stream = statement.fetch(&mut *tx);
+            while let Some((id, created_at, json)) = stream.try_next().await.context("reading the listing")? {
+                fetched += 1;
+                let position = ListPosition { created_at, id };
+                after = Some(position.clone());
+                yield ListedFavorite { position, json };
+            }
+            drop(stream);
+            offset = 0;
+            if let Some(remaining) = &mut remaining {
+                *remaining -= fetched;
+            }
+            if fetched < batch {
                 break;
             }
         }
         tx.rollback().await.context("closing the listing transaction")?;
-    }))
+    });
+    let first = rows.try_next().await?;
+    Ok(Box::pin(futures::stream::iter(first.map(Ok)).chain(rows)))
 }
 
 #[async_trait]
 impl FavoriteLister for PgFavoriteRepository {
     async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream> {
-        cursor(self.listing_transaction().await?, self.db.persistent(), user, query).await
+        batches(self.listing_transaction().await?, self.db.persistent(), user, query).await
     }
 
     async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
@@ -446,7 +454,7 @@ impl FavoriteLister for PgFavoriteRepository {
         let version = read_version(&mut *tx, self.db.persistent(), user).await?;
         Ok(Listing {
             version,
-            rows: cursor(tx, self.db.persistent(), user, query).await?,
+            rows: batches(tx, self.db.persistent(), user, query).await?,
         })
     }
 
