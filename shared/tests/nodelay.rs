@@ -103,10 +103,33 @@ async fn redis_connections_have_nodelay() {
 
 #[tokio::test]
 async fn aws_sdk_connections_have_nodelay() {
-    // The SDK configuration the functions load, and a call through it.
-    support::create_secret("nodelay").await;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    assert_all_nodelay("AWS SDK", port_of(&endpoint));
+    // The SDK configuration the functions load (its HTTP client is what is checked), sent to a
+    // server that accepts and never answers, so that the connection is open while it is read:
+    // moto's server closes each connection after its answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let config = support::aws()
+        .await
+        .to_builder()
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .build();
+    let call = tokio::spawn(async move {
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        client.get_secret_value().secret_id("nodelay").send().await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nodelay_of_connections_to(port).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_all_nodelay("AWS SDK", port);
+    call.abort();
+    holder.abort();
 }
 
 #[tokio::test]
