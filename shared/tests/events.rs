@@ -49,6 +49,58 @@ async fn router(name: &str, env: &dyn Env) -> Router {
     }
 }
 
+/// One sample event: `events/<function>/<case>-<status>.json`.
+struct Event {
+    function: String,
+    /// `<function>/<case>-<status>`, for messages.
+    name: String,
+    expected: u16,
+    path: PathBuf,
+}
+
+impl Event {
+    fn request(&self) -> lambda_http::Request {
+        lambda_http::request::from_str(&std::fs::read_to_string(&self.path).unwrap()).unwrap()
+    }
+}
+
+/// Every sample event, by function and case.
+fn events() -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut functions: Vec<PathBuf> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    functions.sort();
+    for directory in functions {
+        let function = directory.file_name().unwrap().to_string_lossy().to_string();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&directory)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let expected = stem
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .expect("event names end in -<status>");
+            events.push(Event {
+                name: format!("{function}/{stem}"),
+                function: function.clone(),
+                expected,
+                path,
+            });
+        }
+    }
+    events
+}
+
 #[tokio::test]
 async fn every_event_gets_the_status_its_name_promises() {
     // API Gateway REST events carry a stage; the deployed functions ignore it the same way.
@@ -76,44 +128,82 @@ async fn every_event_gets_the_status_its_name_promises() {
 
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut functions: Vec<_> = std::fs::read_dir(events_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .collect();
-    functions.sort_by_key(|e| e.file_name());
-    for function in functions {
-        let name = function.file_name().to_string_lossy().to_string();
-        let mut events: Vec<_> = std::fs::read_dir(function.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        events.sort();
-        for path in events {
-            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-            let expected: u16 = stem
-                .rsplit('-')
-                .next()
-                .unwrap()
-                .parse()
-                .expect("event names end in -<status>");
-            let request = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let response = router(&name, &env).await.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-            if status != expected {
-                failures.push(format!(
-                    "{name}/{stem}: got {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ));
-            } else if status >= 400 {
-                let errors: serde_json::Value = serde_json::from_slice(&body).expect("error bodies are JSON");
-                assert_eq!(errors["errors"][0]["status"], status.to_string(), "{name}/{stem}");
-            }
-            checked += 1;
+    for event in events() {
+        let response = router(&event.function, &env)
+            .await
+            .oneshot(event.request())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        if status != event.expected {
+            failures.push(format!(
+                "{}: got {status}: {}",
+                event.name,
+                String::from_utf8_lossy(&body)
+            ));
+        } else if status >= 400 {
+            let errors: serde_json::Value = serde_json::from_slice(&body).expect("error bodies are JSON");
+            assert_eq!(errors["errors"][0]["status"], status.to_string(), "{}", event.name);
         }
+        checked += 1;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 20, "only {checked} events found");
+}
+
+/// With the database down, every event whose answer comes from the database (a success, a 404,
+/// a 409, login's 401) is answered 503 with `Retry-After` and a JSON:API body, not 500, once the
+/// connection attempt has timed out (`DATABASE_TIMEOUT_MS`); events refused before the database
+/// is asked (a bad body, a bad token) keep their status.
+#[tokio::test]
+async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_after() {
+    // SAFETY: set before any other thread of this test reads the environment.
+    unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
+    let fixture: Fixture =
+        serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap();
+    // A port nothing listens on: every connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://favorites@127.0.0.1:{port}/favorites");
+    let timeout = std::time::Duration::from_millis(300);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_TIMEOUT_MS", "300"),
+        ("JWT_SECRET", fixture.jwt_secret.as_str()),
+        ("BCRYPT_COST", "4"),
+    ];
+    let mut checked = 0;
+    for event in events() {
+        let needs_the_database = event.expected < 300 || event.expected == 404 || event.expected == 409;
+        let started = std::time::Instant::now();
+        let response = router(&event.function, &env)
+            .await
+            .oneshot(event.request())
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        // A refusal that may come before the database or from it (a 401 of login) is either.
+        if status == event.expected && !needs_the_database {
+            continue;
+        }
+        assert_eq!(status, 503, "{}: {}", event.name, String::from_utf8_lossy(&body));
+        assert!(retry_after.is_some(), "{}: no Retry-After", event.name);
+        let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(document["errors"][0]["status"], "503", "{}", event.name);
+        // The connection attempt's timeout, plus slack for a loaded machine: not minutes.
+        assert!(
+            elapsed < timeout + std::time::Duration::from_secs(3),
+            "{}: {elapsed:?}",
+            event.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} events need the database");
 }

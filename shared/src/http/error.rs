@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::idempotency::Rejection as IdempotencyRejection;
 use crate::domain::Invalid;
-use crate::ports::TokenRejected;
+use crate::ports::{TokenRejected, Unavailable};
 use crate::usecases::add_favorite::AddFavoriteError;
 use crate::usecases::get_favorite::GetFavoriteError;
 use crate::usecases::login::LoginError;
@@ -108,9 +108,15 @@ impl ApiError {
 
     /// A failure the client cannot fix. The cause chain goes to the log; the client gets a
     /// generic sentence, never SQL, a stack trace or a hostname.
+    ///
+    /// A dependency that did not answer ([`Unavailable`] in the chain) is a 503 with
+    /// `Retry-After` instead: the same request may succeed later.
     pub fn internal(error: anyhow::Error) -> Self {
         tracing::error!(error = format!("{error:#}"), "request failed");
-        Self::internal_quiet()
+        match error.downcast_ref::<Unavailable>() {
+            Some(unavailable) => Self::service_unavailable(format!("{unavailable}; retry later")),
+            None => Self::internal_quiet(),
+        }
     }
 
     /// The client's side of a 500 whose cause was logged already.
@@ -145,9 +151,12 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+impl ApiError {
+    /// The answer, its JSON body first given to `extend` (members beside `errors`).
+    pub fn into_response_with(self, extend: impl FnOnce(&mut serde_json::Value)) -> Response {
+        let mut document = self.body();
+        extend(&mut document);
+        let body = serde_json::to_vec(&document).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -158,6 +167,12 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_response_with(|_| {})
     }
 }
 

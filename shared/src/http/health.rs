@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::ApiError;
 use super::finish;
@@ -26,7 +27,7 @@ pub fn health_router(state: HealthState) -> Router {
     finish(Router::new().route("/health", get(health_handler)), state)
 }
 
-async fn health_handler(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
+async fn health_handler(State(state): State<HealthState>) -> Response {
     let database = match tokio::time::timeout(PING_TIMEOUT, state.database.ping()).await {
         Ok(Ok(())) => json!({ "status": "up" }),
         Ok(Err(e)) => {
@@ -44,12 +45,12 @@ async fn health_handler(State(state): State<HealthState>) -> (StatusCode, Json<V
         return (
             StatusCode::OK,
             Json(json!({ "status": "ok", "dependencies": dependencies })),
-        );
+        )
+            .into_response();
     }
-    // A JSON:API error document, with the dependencies beside the error.
-    let error = ApiError::service_unavailable("the database is unreachable");
-    let mut body = error.body();
-    body["status"] = json!("unavailable");
-    body["dependencies"] = dependencies;
-    (error.status(), Json(body))
+    // A JSON:API error document (503, Retry-After), with the dependencies beside the error.
+    ApiError::service_unavailable("the database is unreachable").into_response_with(|body| {
+        body["status"] = json!("unavailable");
+        body["dependencies"] = dependencies;
+    })
 }

@@ -21,7 +21,7 @@ pub use favorites::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
     FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite, Listing,
 };
-pub use health::DatabaseHealth;
+pub use health::{DatabaseHealth, Unavailable};
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, RecordState, StoredResponse};
 pub use secrets::{SecretSource, SecretVersion};
 pub use throttle::FailedLoginCounter;

@@ -18,7 +18,7 @@ use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserI
 use crate::ports::{
     Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
     FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
-    Listing, UserByEmail, UserInserter,
+    Listing, Unavailable, UserByEmail, UserInserter,
 };
 use crate::secrets::Secret;
 
@@ -168,6 +168,16 @@ impl Pg {
     }
 }
 
+/// A connection that could not be had (refused, timed out, TLS or password refused): the
+/// database is unavailable to this request, which may succeed later.
+pub(super) fn unavailable(error: sqlx::Error) -> anyhow::Error {
+    anyhow::Error::new(error)
+        .context("connecting to the database")
+        .context(Unavailable {
+            dependency: "the database",
+        })
+}
+
 /// "password authentication failed" (28P01) or "no such role / not allowed" (28000).
 fn is_auth_failure(error: &sqlx::Error) -> bool {
     error
@@ -199,7 +209,7 @@ impl UserInserter for PgUserRepository {
                     .execute(&mut *conn)
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(unavailable(e).into()),
         };
         user_inserted(result)
     }
@@ -208,7 +218,7 @@ impl UserInserter for PgUserRepository {
 #[async_trait]
 impl UserByEmail for PgUserRepository {
     async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         let row: Option<(Uuid, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
             .persistent(self.db.persistent())
             .bind(email.as_str())
@@ -248,7 +258,7 @@ const INSERT_FAVORITE: &str = "
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         let result: Result<(_, _, Option<i64>), _> = sqlx::query_as(INSERT_FAVORITE)
             .persistent(self.db.persistent())
             .bind(user.as_uuid())
@@ -267,7 +277,7 @@ impl FavoriteInserter for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteGetter for PgFavoriteRepository {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         let row: Option<FavoriteRow> = sqlx::query_as(SELECT_FAVORITE)
             .persistent(self.db.persistent())
             .bind(user.as_uuid())
@@ -288,7 +298,7 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         id: &FavoriteId,
         description: &Description,
     ) -> anyhow::Result<Option<Changed<Favorite>>> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         let row: Option<(String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
             "with updated as (
                  update favorites
@@ -322,7 +332,7 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
     async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         let version: Option<Option<i64>> = sqlx::query_scalar(
             "with deleted as (
                  delete from favorites where user_id = $1 and id = $2 returning id
@@ -376,7 +386,7 @@ impl PgFavoriteRepository {
     /// The listing's transaction: read-only and repeatable-read, so that a version read in it
     /// and every row of the listing belong to one snapshot.
     async fn listing_transaction(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let conn = self.db.connection().await.context("connecting to the database")?;
+        let conn = self.db.connection().await.map_err(unavailable)?;
         // A transaction, not `SET TRANSACTION`: its settings end with it and pin nothing.
         sqlx::Transaction::begin(conn, Some("begin isolation level repeatable read read only".into()))
             .await
@@ -459,7 +469,7 @@ impl FavoriteLister for PgFavoriteRepository {
     }
 
     async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
-        let mut conn = self.db.connection().await.context("connecting to the database")?;
+        let mut conn = self.db.connection().await.map_err(unavailable)?;
         read_version(&mut *conn, self.db.persistent(), user).await
     }
 }
