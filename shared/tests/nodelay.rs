@@ -114,13 +114,11 @@ async fn aws_sdk_connections_have_nodelay() {
             held.push(socket);
         }
     });
-    let config = support::aws()
-        .await
-        .to_builder()
+    let config = aws_sdk_secretsmanager::config::Builder::from(support::aws().await)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .build();
     let call = tokio::spawn(async move {
-        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let client = aws_sdk_secretsmanager::Client::from_conf(config);
         client.get_secret_value().secret_id("nodelay").send().await
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
