@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check sam-local metrics-check bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
+.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -25,9 +25,6 @@ infra-check: ## SAM template offline: cfn-lint, sam validate --lint, routes vs i
 
 sam-local: ## Every events/*/*.json through sam local invoke under Docker, offline; root: installs docker.io, builds the base image (scripts/sam-local.sh)
 	@scripts/sam-local.sh
-
-metrics-check: ## After make test: the dashboard's and alarms' custom metrics against what the functions print, with Redis and enrichment down (scripts/metrics-check.sh)
-	@scripts/metrics-check.sh
 
 bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (bench login, tests/src/bench/)
 	@scripts/bench.sh login

@@ -651,7 +651,10 @@ _stop_pid() {
 
 # start_emulator PROFILE LOG [VAR=VALUE...]: run the functions under `cargo lambda watch` on a
 # free 127.0.0.1 port, PROFILE debug or release, with the given environment on top of ours;
-# waits for /health, exports EMULATOR_URL and EMULATOR_PID, and stops everything on exit.
+# waits for /health (EMULATOR_START_TIMEOUT seconds, default 600), exports EMULATOR_URL and
+# EMULATOR_PID, and stops everything on exit (stop_tree). In our process group, so that a CI
+# runner killing the job stops it too; the functions it spawns run in sessions of their own,
+# found by parentage and by the runtime API address only they were given.
 # Build first (`cargo build [--release] --workspace`): the emulator then only checks freshness.
 start_emulator() {
 	local profile=$1 log=$2 port
@@ -661,12 +664,12 @@ start_emulator() {
 	port=$(free_port)
 	: >"$log"
 	say "starting the functions ($profile): cargo lambda watch on 127.0.0.1:$port (log: $log)"
-	setsid env "$@" CARGO_TERM_COLOR=never cargo lambda watch "${flags[@]}" -P "$port" >"$log" 2>&1 </dev/null &
+	env "$@" CARGO_TERM_COLOR=never cargo lambda watch "${flags[@]}" -P "$port" >"$log" 2>&1 </dev/null &
 	EMULATOR_PID=$!
 	EMULATOR_URL="http://127.0.0.1:$port"
 	export EMULATOR_PID EMULATOR_URL
 	add_cleanup "stop_tree $EMULATOR_PID 'cargo lambda watch'; stop_by_env 'AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$port/' 'leftover function processes'"
-	wait_http "$EMULATOR_URL/health" 600 "$log" "$EMULATOR_PID"
+	wait_http "$EMULATOR_URL/health" "${EMULATOR_START_TIMEOUT:-600}" "$log" "$EMULATOR_PID"
 }
 
 # release_build BIN...: the workspace in release (one step of the run), and a check that each

@@ -13,8 +13,8 @@
 //! it when a response body ends, before Lambda may freeze the instance, and the shutdown hook
 //! (`shutdown`) does it once more on SIGTERM.
 //!
-//! `template.yaml`'s dashboard and alarms use these names; `scripts/check-metrics.py` checks
-//! that every one they use is printed by the functions during `make test`.
+//! `template.yaml`'s dashboard and alarms use these names; `tests/tests/lifecycle.rs` checks
+//! that every one they use is printed by its function, and that every printed one is shown.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};

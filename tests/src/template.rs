@@ -63,6 +63,102 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Every custom metric the dashboards show or an alarm watches: (binary, metric, where), for
+    /// the metrics of `namespace` whose one dimension `dimension` names a function of the
+    /// template (`${XFunction}` in a dashboard body, `!Ref XFunction` in an alarm). A metric of
+    /// the namespace with other dimensions, or naming no function, is an error.
+    pub fn custom_metrics(&self, namespace: &str, dimension: &str) -> Result<Vec<(String, String, String)>> {
+        let binaries: BTreeMap<String, String> = self
+            .function_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let binary = self.doc["Resources"][&id]["Metadata"]["BuildProperties"]["Binary"].as_str()?;
+                Some((id, binary.to_string()))
+            })
+            .collect();
+        let function = |value: &Value, at: &str| -> Result<String> {
+            let id = match value {
+                Value::String(s) => s.strip_prefix('@').unwrap_or(s).to_string(),
+                other => other["Ref"].as_str().unwrap_or_default().to_string(),
+            };
+            binaries
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| anyhow!("{at}: dimension {dimension}={value} is not a function of the template"))
+        };
+        let mut found = Vec::new();
+        for (id, resource) in self.resources() {
+            match resource["Type"].as_str() {
+                Some("AWS::CloudWatch::Dashboard") => {
+                    let body = &resource["Properties"]["DashboardBody"]["Fn::Sub"];
+                    let text = body.as_str().or_else(|| body[0].as_str()).unwrap_or_default();
+                    // `"${XFunction}"` keeps its name (as "@XFunction"); any other ${…} stands for a
+                    // string or a number, and 1 is both.
+                    let named = regex_lite::Regex::new(r#""\$\{(\w+)\}""#).unwrap();
+                    let text = named.replace_all(text, "\"@$1\"");
+                    let text = regex_lite::Regex::new(r"\$\{[^}]+\}").unwrap().replace_all(&text, "1");
+                    let dashboard: Value =
+                        serde_json::from_str(&text).with_context(|| format!("{id}: DashboardBody is not JSON"))?;
+                    for widget in dashboard["widgets"].as_array().into_iter().flatten() {
+                        let at = format!("{id} widget {}", widget["properties"]["title"]);
+                        let mut previous: Vec<Value> = Vec::new();
+                        for entry in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+                            let mut values: Vec<Value> = entry
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter(|v| !v.is_object())
+                                .cloned()
+                                .collect();
+                            if values.is_empty() {
+                                continue; // an expression
+                            }
+                            // CloudWatch's shorthand: "..." repeats the previous metric's leading
+                            // values, "." the previous metric's value at that position.
+                            if values[0] == "..." {
+                                let keep = previous.len().saturating_sub(values.len() - 1);
+                                values = previous[..keep].iter().chain(&values[1..]).cloned().collect();
+                            }
+                            for (i, value) in values.iter_mut().enumerate() {
+                                if *value == "." && i < previous.len() {
+                                    *value = previous[i].clone();
+                                }
+                            }
+                            previous = values.clone();
+                            if values[0] != namespace {
+                                continue;
+                            }
+                            if values.len() != 4 || values[2] != dimension {
+                                bail!("{at}: a {namespace} metric needs exactly the dimension {dimension}: {entry}");
+                            }
+                            found.push((function(&values[3], &at)?, scalar(&values[1]), at.clone()));
+                        }
+                    }
+                }
+                Some("AWS::CloudWatch::Alarm") => {
+                    let properties = &resource["Properties"];
+                    let stats = properties["Metrics"].as_array().into_iter().flatten();
+                    let metrics = std::iter::once(properties).chain(stats.map(|m| &m["MetricStat"]["Metric"]));
+                    for metric in metrics.filter(|m| m["Namespace"] == namespace) {
+                        let dimensions = metric["Dimensions"].as_array().cloned().unwrap_or_default();
+                        if dimensions.len() != 1 || dimensions[0]["Name"] != dimension {
+                            bail!("{id}: a {namespace} metric needs exactly the dimension {dimension}");
+                        }
+                        found.push((
+                            function(&dimensions[0]["Value"], id)?,
+                            scalar(&metric["MetricName"]),
+                            id.clone(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// Where a template is deployed: a stack in a region, with parameter values.
 #[derive(Debug, Clone)]
 pub struct Target {

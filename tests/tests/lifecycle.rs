@@ -4,8 +4,9 @@
 //! flushes what is left, closes the pools and exits 0.
 //!
 //! The functions run on the embedded SQLite database in a directory of their own, with the
-//! sample events of `events/` (signed with `events/fixture.json`'s key); the last test replays
-//! every sample event through its binary, on Postgres.
+//! sample events of `events/` (signed with `events/fixture.json`'s key). Also: every sample
+//! event replayed through its binary, on Postgres; and the dashboard's and alarms' metrics
+//! against what the functions print.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,6 +78,7 @@ fn emitted(lines: &[String]) -> Vec<(String, String)> {
         };
         for directive in directives {
             assert_eq!(directive["Namespace"], "Favorites");
+            assert_eq!(directive["Dimensions"], serde_json::json!([["function"]]), "{document}");
             for metric in directive["Metrics"].as_array().unwrap() {
                 let name = metric["Name"].as_str().unwrap();
                 assert!(!document[name].is_null(), "{name} has no value: {document}");
@@ -327,4 +329,175 @@ fn answer_problem(answer: &Answer, expected: u16, streams: bool) -> Option<Strin
         }
     }
     None
+}
+
+/// template.yaml's dashboard and alarms against what the functions print: every custom metric
+/// the dashboard shows or an alarm watches is printed by its function, and every metric a
+/// function prints is on the dashboard. The functions run on the embedded database with Redis
+/// and the enrichment service refused (the cache fails open, lists go out unenriched, the
+/// circuit opens), through every route that records a metric; then a list on a working Redis,
+/// twice, for its hits.
+#[tokio::test]
+async fn the_dashboard_and_the_alarms_show_exactly_the_metrics_the_functions_print() {
+    use e2e::bench::events::{bearer, both, favorite_path};
+    use serde_json::json;
+
+    let template = e2e::template::Template::load(&repository().join("template.yaml")).unwrap();
+    let shown = template
+        .custom_metrics(shared::metrics::NAMESPACE, shared::metrics::DIMENSION)
+        .unwrap();
+    assert!(!shown.is_empty(), "template.yaml shows no custom metric");
+
+    let data = DataDir::new();
+    let refused = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("127.0.0.1:{port}")
+    };
+    let (redis_down, enrichment_down) = (format!("redis://{}", refused()), format!("http://{}", refused()));
+    let jwt_secret = fixture("jwt_secret");
+    let degraded = [
+        ("FAVORITES_DATA_DIR", data.path()),
+        ("JWT_SECRET", jwt_secret.as_str()),
+        ("BCRYPT_COST", "4"),
+        ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
+        ("REDIS_URL", redis_down.as_str()),
+        ("ENRICHMENT_URL", enrichment_down.as_str()),
+        ("ENRICHMENT_API_KEY", "metrics-check-key"),
+        ("ENRICHMENT_BREAKER_FAILURES", "1"),
+        ("LOGIN_MAX_FAILURES_PER_EMAIL", "2"),
+    ];
+    let mut outputs = Vec::new();
+    // Runs `binary` with `env`, sends each (event, patch) and expects its status.
+    async fn drive(binary: &str, env: &[(&str, &str)], calls: Vec<(&str, Value, u16)>) -> (Vec<String>, Vec<Answer>) {
+        let runtime = RuntimeApi::start().await;
+        let function = FunctionProcess::start(binary, &runtime, env);
+        let mut answers = Vec::new();
+        for (name, patch, status) in calls {
+            let event = e2e::bench::events::event(name, patch).unwrap();
+            let answer = runtime.call(event, STARTUP).await.unwrap();
+            assert_eq!(
+                answer.status(),
+                Some(status),
+                "{binary} {name}: {}\n{:#?}",
+                String::from_utf8_lossy(&answer.http_body()),
+                function.last_lines(10)
+            );
+            answers.push(answer);
+        }
+        (function.output(), answers)
+    }
+
+    let email = format!("metrics-{}@example.com", uuid::Uuid::new_v4().simple());
+    let credentials = json!({"body": {"email": email, "password": "metrics password"}});
+    let once = both(
+        credentials.clone(),
+        json!({"headers": {"Idempotency-Key": "metrics-signup"}}),
+    );
+    let (output, _) = drive(
+        "signup",
+        &degraded,
+        vec![
+            ("signup/valid-201.json", once.clone(), 201),
+            ("signup/valid-201.json", once, 201),
+        ],
+    )
+    .await;
+    outputs.push(output);
+    let victim = json!({"body": {"email": "victim@example.com", "password": "wrong password"}});
+    let (output, answers) = drive(
+        "login",
+        &degraded,
+        vec![
+            ("login/valid-200.json", credentials, 200),
+            ("login/valid-200.json", victim.clone(), 401),
+            ("login/valid-200.json", victim.clone(), 401),
+            ("login/valid-200.json", victim, 429),
+        ],
+    )
+    .await;
+    outputs.push(output);
+    let token: Value = serde_json::from_slice(&answers[0].http_body()).unwrap();
+    let auth = bearer(token["token"].as_str().unwrap());
+    let chart = |id: &str| {
+        both(
+            auth.clone(),
+            json!({"body": {"id": id}, "headers": {"Idempotency-Key": id}}),
+        )
+    };
+    let (output, _) = drive(
+        "add-favorite",
+        &degraded,
+        vec![
+            ("add-favorite/chart-201.json", chart("m1"), 201),
+            ("add-favorite/chart-201.json", chart("m1"), 201),
+            ("add-favorite/chart-201.json", chart("m2"), 201),
+        ],
+    )
+    .await;
+    outputs.push(output);
+    let described = both(
+        both(auth.clone(), favorite_path("m1")),
+        json!({"body": {"description": "d"}}),
+    );
+    let (output, _) = drive(
+        "update-favorite",
+        &degraded,
+        vec![("update-favorite/missing-404.json", described, 200)],
+    )
+    .await;
+    outputs.push(output);
+    // Past the cache's cool-down after the writes' failures, so that the lists' calls fail too.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let list = ("list-favorites/first-page-200.json", auth.clone(), 200);
+    let (output, _) = drive("list-favorites", &degraded, vec![list.clone(), list.clone()]).await;
+    outputs.push(output);
+    let (output, _) = drive(
+        "remove-favorite",
+        &degraded,
+        vec![(
+            "remove-favorite/missing-404.json",
+            both(auth.clone(), favorite_path("m2")),
+            204,
+        )],
+    )
+    .await;
+    outputs.push(output);
+    for (binary, event) in [
+        ("get-favorite", "get-favorite/missing-404.json"),
+        ("health", "health/ok-200.json"),
+    ] {
+        let status = if binary == "health" { 200 } else { 404 };
+        let (output, _) = drive(binary, &degraded, vec![(event, both(auth.clone(), json!({})), status)]).await;
+        outputs.push(output);
+    }
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
+    let mut cached = degraded.to_vec();
+    cached.retain(|(name, _)| !name.starts_with("ENRICHMENT") && *name != "REDIS_URL");
+    cached.push(("REDIS_URL", redis.as_str()));
+    let (output, _) = drive("list-favorites", &cached, vec![list.clone(), list]).await;
+    outputs.push(output);
+
+    let printed: std::collections::BTreeSet<(String, String)> =
+        outputs.iter().flat_map(|lines| emitted(lines)).collect();
+    let on_dashboard: std::collections::BTreeSet<(String, String)> = shown
+        .iter()
+        .filter(|(_, _, at)| at.contains("widget"))
+        .map(|(function, metric, _)| (function.clone(), metric.clone()))
+        .collect();
+    let mut problems = Vec::new();
+    for (function, metric, at) in &shown {
+        if !printed.contains(&(function.clone(), metric.clone())) {
+            problems.push(format!("{at}: {metric} of {function}, which {function} never printed"));
+        }
+    }
+    for (function, metric) in printed.difference(&on_dashboard) {
+        problems.push(format!(
+            "{function} printed {metric}, which the dashboard does not show"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
