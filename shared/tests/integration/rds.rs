@@ -5,12 +5,11 @@
 //! `make test` starts (TEST_TLS_PG_ADMIN_URL, TEST_TLS_PG_PORT, TEST_TLS_PG_CA, and its log
 //! TEST_TLS_PG_LOG).
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::aws;
 use futures::TryStreamExt;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::adapters::sql::Database;
@@ -19,7 +18,6 @@ use shared::domain::{AssetInput, Description, Email, FavoriteId, PasswordHash, U
 use shared::ports::{DatabaseHealth, ListQuery, SecretSource};
 use shared::secrets::Secret;
 use sqlx::Connection;
-use support::aws;
 
 fn proxy_config(url: &str) -> DatabaseSettings {
     DatabaseSettings {
@@ -105,7 +103,7 @@ async fn session_state(db: &Database) -> (i64, i64, i64) {
 
 #[tokio::test]
 async fn in_proxy_mode_no_operation_leaves_anything_that_pins_a_proxy_session() {
-    let test = support::postgres().await;
+    let test = crate::support::postgres().await;
     let db = Database::connect(&proxy_config(&test.url), None).await.unwrap();
     every_operation(&db).await;
     assert_eq!(
@@ -117,7 +115,7 @@ async fn in_proxy_mode_no_operation_leaves_anything_that_pins_a_proxy_session() 
 
 #[tokio::test]
 async fn outside_proxy_mode_statements_are_prepared_by_name_so_the_check_above_can_fail() {
-    let test = support::postgres().await;
+    let test = crate::support::postgres().await;
     let db = Database::connect(
         &DatabaseSettings {
             max_connections: 1,
@@ -211,7 +209,7 @@ async fn connect(settings: &DatabaseSettings) -> Database {
 #[tokio::test]
 async fn credentials_come_from_the_secret_over_verified_tls() {
     let server = TlsServer::new("first-password").await;
-    let id = support::create_secret(&server.secret("first-password")).await;
+    let id = crate::support::create_secret(&server.secret("first-password")).await;
     let db = connect(&secret_config(&id)).await;
     db.migrate().await.unwrap();
     every_operation(&db).await;
@@ -255,7 +253,7 @@ fn pins(entry: &str) -> Option<&'static str> {
 #[tokio::test]
 async fn in_proxy_mode_no_statement_is_on_the_pinning_list() {
     let mut server = TlsServer::new("pinning-check").await;
-    let id = support::create_secret(&server.secret("pinning-check")).await;
+    let id = crate::support::create_secret(&server.secret("pinning-check")).await;
     // The migrations hold an advisory lock: they run without the proxy (template.yaml's
     // migrate function goes to the instance), before logging starts.
     connect(&secret_config(&id)).await.migrate().await.unwrap();
@@ -325,7 +323,7 @@ fn the_pinning_check_knows_the_pinning_list() {
 #[tokio::test]
 async fn a_server_certificate_from_another_ca_is_refused() {
     let server = TlsServer::new("pw-ca-check").await;
-    let id = support::create_secret(&server.secret("pw-ca-check")).await;
+    let id = crate::support::create_secret(&server.secret("pw-ca-check")).await;
     // The built-in bundle holds only the RDS CAs, which did not sign the test server.
     let config = DatabaseSettings {
         ca_bundle: None,
@@ -339,7 +337,7 @@ async fn a_server_certificate_from_another_ca_is_refused() {
 #[tokio::test]
 async fn after_a_password_rotation_the_next_connection_reads_the_secret_again() {
     let mut server = TlsServer::new("before-rotation").await;
-    let id = support::create_secret(&server.secret("before-rotation")).await;
+    let id = crate::support::create_secret(&server.secret("before-rotation")).await;
     let db = connect(&secret_config(&id)).await;
     db.migrate().await.unwrap();
     every_operation(&db).await;
@@ -347,14 +345,14 @@ async fn after_a_password_rotation_the_next_connection_reads_the_secret_again() 
     // Rotation: the database changes first, then the secret (the rotation function's order
     // is create, set, test, finish; between set and finish old credentials fail).
     server.change_password("after-rotation").await;
-    support::rotate_secret(&id, &server.secret("after-rotation")).await;
+    crate::support::rotate_secret(&id, &server.secret("after-rotation")).await;
     every_operation(&db).await;
 }
 
 #[tokio::test]
 async fn a_refused_password_with_an_unchanged_secret_fails_without_looping() {
     let mut server = TlsServer::new("the-password").await;
-    let id = support::create_secret(&server.secret("the-password")).await;
+    let id = crate::support::create_secret(&server.secret("the-password")).await;
     let db = connect(&secret_config(&id)).await;
     db.ping().await.unwrap();
     server.change_password("changed-behind-our-back").await;

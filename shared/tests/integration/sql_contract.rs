@@ -1,9 +1,8 @@
 //! Contract tests of the SQL adapters: every test runs against Postgres and SQLite, and both
 //! must behave the same way, because the functions cannot tell which one they talk to.
 
-mod support;
-
-use support::a_user;
+use crate::both_dialects;
+use crate::support::a_user;
 
 use futures::TryStreamExt;
 use serde_json::json;

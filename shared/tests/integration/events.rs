@@ -2,8 +2,6 @@
 //! against a fresh Postgres database: the status must be the one the event's name promises
 //! (`events/<function>/<case>-<status>.json`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -108,7 +106,7 @@ async fn every_event_gets_the_status_its_name_promises() {
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
     let fixture: Fixture =
         serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap();
-    let db = support::postgres().await;
+    let db = crate::support::postgres().await;
     let hasher = Arc::new(BcryptPasswordHasher::new(4));
     let password_hash = hasher
         .hash(&Password::parse(fixture.password.clone()).unwrap())

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// An API Gateway REST event for `GET path`.
 fn event(path: &str) -> Vec<u8> {
-    let mut event: Value = serde_json::from_slice(include_bytes!("../../events/health/ok-200.json")).unwrap();
+    let mut event: Value = serde_json::from_slice(include_bytes!("../../../events/health/ok-200.json")).unwrap();
     event["path"] = json!(path);
     event["resource"] = json!(path);
     event["requestContext"]["path"] = json!(path);

@@ -2,11 +2,10 @@
 //! server `make test` starts (AWS_ENDPOINT_URL). Each store contract runs against both
 //! adapters, DynamoDB and the embedded in-memory default, with the same expectations.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::support::aws;
 use secrecy::ExposeSecret;
 use shared::adapters::dynamodb::{DynamoDbFailedLoginCounter, DynamoDbIdempotencyStore};
 use shared::adapters::jwt::{JwtAccessTokens, KeyRing, TokenPolicy};
@@ -17,11 +16,10 @@ use shared::ports::{
     AccessTokens, Claim, FailedLoginCounter, IdempotencyStore, RecordState, SecretSource, StoredResponse, TokenRejected,
 };
 use shared::secrets::{CachedSecret, Secret};
-use support::aws;
 
 async fn table() -> String {
     let name = format!("favorites-test-{}", uuid::Uuid::new_v4().simple());
-    support::create_table(&name).await;
+    crate::support::create_table(&name).await;
     name
 }
 
@@ -188,12 +186,12 @@ async fn failures_are_counted_atomically_per_key_and_cleared() {
 #[tokio::test]
 async fn secrets_manager_gives_the_current_and_after_a_rotation_the_previous_version() {
     let source = SecretsManagerSource::new(aws().await);
-    let id = support::create_secret("first value").await;
+    let id = crate::support::create_secret("first value").await;
     let first = source.current(&id).await.unwrap();
     assert_eq!(first.value.expose_secret(), "first value");
     assert!(source.previous(&id).await.unwrap().is_none(), "never rotated");
 
-    support::rotate_secret(&id, "second value").await;
+    crate::support::rotate_secret(&id, "second value").await;
     let second = source.current(&id).await.unwrap();
     assert_eq!(second.value.expose_secret(), "second value");
     assert_ne!(second.version_id, first.version_id);
@@ -207,10 +205,10 @@ async fn secrets_manager_gives_the_current_and_after_a_rotation_the_previous_ver
 #[tokio::test]
 async fn a_cached_secret_is_read_once_per_ttl_and_again_when_refused() {
     let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
-    let id = support::create_secret("v1").await;
+    let id = crate::support::create_secret("v1").await;
     let cached = CachedSecret::new(source, id.clone(), Duration::from_secs(3600));
     let v1 = cached.get().await.unwrap();
-    support::rotate_secret(&id, "v2").await;
+    crate::support::rotate_secret(&id, "v2").await;
     assert_eq!(
         cached.get().await.unwrap().value.expose_secret(),
         "v1",
@@ -245,12 +243,12 @@ const KEY_2: &str = "second-key-0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
 async fn tokens_survive_a_key_rotation_for_the_grace_period() {
-    let id = support::create_secret(KEY_1).await;
+    let id = crate::support::create_secret(KEY_1).await;
     let user = UserId::generate();
     let old_instance = instance(&id, Duration::from_secs(1), Duration::from_secs(3600)).await;
     let before = old_instance.issue(user).await.unwrap().token;
 
-    support::rotate_secret(&id, KEY_2).await;
+    crate::support::rotate_secret(&id, KEY_2).await;
     // A new instance (cold start after the rotation) signs with the new key and still
     // accepts the token signed before the rotation.
     let new_instance = instance(&id, Duration::from_secs(300), Duration::from_secs(3600)).await;
@@ -275,7 +273,7 @@ async fn tokens_survive_a_key_rotation_for_the_grace_period() {
 
 #[tokio::test]
 async fn without_a_grace_period_the_previous_key_is_refused() {
-    let id = support::create_secret(KEY_1).await;
+    let id = crate::support::create_secret(KEY_1).await;
     let user = UserId::generate();
     let before = instance(&id, Duration::from_secs(300), Duration::ZERO)
         .await
@@ -283,7 +281,7 @@ async fn without_a_grace_period_the_previous_key_is_refused() {
         .await
         .unwrap()
         .token;
-    support::rotate_secret(&id, KEY_2).await;
+    crate::support::rotate_secret(&id, KEY_2).await;
     let after_rotation = instance(&id, Duration::from_secs(300), Duration::ZERO).await;
     assert_eq!(after_rotation.verify(&before).await, Err(TokenRejected::Invalid));
 }
@@ -309,7 +307,7 @@ impl SecretSource for Counted {
 
 #[tokio::test]
 async fn a_forged_key_id_cannot_make_an_instance_read_the_secret_on_every_request() {
-    let id = support::create_secret(KEY_1).await;
+    let id = crate::support::create_secret(KEY_1).await;
     let counted = Arc::new(Counted {
         inner: SecretsManagerSource::new(aws().await),
         reads: Default::default(),
@@ -361,7 +359,7 @@ async fn a_rotated_enrichment_key_is_read_again_when_the_service_refuses_the_old
     use shared::adapters::enrichment::HttpEnrichmentClient;
     use shared::ports::{AssetRef, EnrichmentClient};
 
-    let id = support::create_secret("old-api-key").await;
+    let id = crate::support::create_secret("old-api-key").await;
     let source: Arc<dyn SecretSource> = Arc::new(SecretsManagerSource::new(aws().await));
     let key = Secret::Stored(CachedSecret::new(source, id.clone(), Duration::from_secs(3600)));
     // The service already accepts only the new key; the instance holds the old one.
@@ -377,7 +375,7 @@ async fn a_rotated_enrichment_key_is_read_again_when_the_service_refuses_the_old
         "the secret has not rotated yet"
     );
 
-    support::rotate_secret(&id, "new-api-key").await;
+    crate::support::rotate_secret(&id, "new-api-key").await;
     let refused = client.fetch(&assets, "r2", timeout).await.unwrap_err();
     assert!(refused.retriable, "a newer key is in hand: worth another attempt");
     let metadata = client.fetch(&assets, "r3", timeout).await.unwrap();

@@ -6,9 +6,7 @@
 //! a private `redis-server` (REDIS_SERVER_BIN or the one on PATH) with an append-only file, so
 //! that what Redis held before the gap is still there after it.
 
-mod support;
-
-use support::a_user;
+use crate::support::a_user;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,13 +74,13 @@ fn query(limit: Option<u64>) -> ListQuery {
 
 /// The database's whole list, as JSON values.
 async fn database_list(db: &Database, user: UserId) -> Vec<Value> {
-    support::json_rows(db.favorites().list_favorites(user, query(None)).await.unwrap()).await
+    crate::support::json_rows(db.favorites().list_favorites(user, query(None)).await.unwrap()).await
 }
 
 /// A list through the use case (cache first, database on a miss), as JSON values.
 async fn served_list(db: &Database, cache: &Arc<CacheGuard>, user: UserId, q: ListQuery) -> Vec<Value> {
     let favorites = db.favorites();
-    support::json_rows(
+    crate::support::json_rows(
         list_favorites::list_favorites(favorites.as_ref(), Some(cache), user, q)
             .await
             .unwrap(),
@@ -192,7 +190,7 @@ async fn no_interleaving_of_changes_and_lists_leaves_the_cache_wrong() {
     const OPS_PER_TASK: usize = 25;
     const IDS: usize = 24;
 
-    let test_db = support::postgres().await;
+    let test_db = crate::support::postgres().await;
     let db = &test_db.database;
     // A cap below the list's size, so that trimming and "not whole" are exercised too.
     let config = cache_config(&redis_url(), 12, 64 * 1024);
@@ -299,7 +297,7 @@ async fn no_interleaving_of_changes_and_lists_leaves_the_cache_wrong() {
 
 #[tokio::test]
 async fn one_users_long_list_puts_only_the_capped_prefix_into_redis() {
-    let test_db = support::postgres().await;
+    let test_db = crate::support::postgres().await;
     let db = &test_db.database;
     let cache = guard(&cache_config(&redis_url(), 50, 1 << 20));
     let mut redis = connect(&redis_url()).await;
@@ -436,7 +434,7 @@ impl Drop for PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_everything_works_from_the_database_and_nothing_stale_is_served_after() {
-    let test_db = support::postgres().await;
+    let test_db = crate::support::postgres().await;
     let db = &test_db.database;
     let mut private = PrivateRedis::start();
     let cache = guard(&cache_config(&private.url(), 1000, 1 << 20));
@@ -517,7 +515,7 @@ async fn with_redis_stopped_everything_works_from_the_database_and_nothing_stale
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_costs_a_bounded_delay_not_an_error() {
-    let test_db = support::postgres().await;
+    let test_db = crate::support::postgres().await;
     let db = &test_db.database;
     let private = PrivateRedis::start();
     let config = cache_config(&private.url(), 1000, 1 << 20);
@@ -568,7 +566,7 @@ async fn a_redis_answering_garbage_is_a_miss_and_a_counted_failure() {
             });
         }
     });
-    let test_db = support::postgres().await;
+    let test_db = crate::support::postgres().await;
     let db = &test_db.database;
     let cache = guard(&cache_config(&format!("redis://127.0.0.1:{port}"), 1000, 1 << 20));
     let favorites = db.favorites();

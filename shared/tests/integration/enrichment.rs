@@ -3,12 +3,11 @@
 //! Postgres. Whatever the server does, the list is complete, in order, enriched where the
 //! server answered, and done within the deadline plus a small margin.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::a_user;
 use e2e::enrichment_server::{FakeEnrichment, Mode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -21,7 +20,6 @@ use shared::secrets::Secret;
 use shared::usecases::cache::CacheGuard;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
 use shared::usecases::list_favorites;
-use support::a_user;
 use tokio::time::Instant;
 
 const API_KEY: &str = "test-enrichment-key";
@@ -67,8 +65,8 @@ fn cached_enrichment(url: &str, enrichment_ttl: Duration) -> Arc<Enrichment> {
     Arc::new(Enrichment::new(Box::new(client), policy(), Some(cache)))
 }
 
-async fn seeded(n: usize) -> (support::TestDatabase, UserId) {
-    let test_db = support::postgres().await;
+async fn seeded(n: usize) -> (crate::support::TestDatabase, UserId) {
+    let test_db = crate::support::postgres().await;
     let user = a_user(&test_db.database).await;
     for i in 0..n {
         let input: AssetInput =
@@ -96,7 +94,7 @@ async fn enriched_list(db: &Database, user: UserId, enrichment: &Arc<Enrichment>
     let rows = list_favorites::list_favorites(favorites.as_ref(), None, user, query)
         .await
         .unwrap();
-    let rows = support::json_rows(enrichment.enrich(user, rows, "req-123".into())).await;
+    let rows = crate::support::json_rows(enrichment.enrich(user, rows, "req-123".into())).await;
     (rows, started.elapsed())
 }
 

@@ -9,8 +9,6 @@
 //! inode, `/proc/self/fd` for the descriptor) and reads the option back from each. Needs
 //! TEST_DATABASE_URL, TEST_REDIS_URL and AWS_ENDPOINT_URL (moto), as `make test` sets them.
 
-mod support;
-
 use std::collections::HashSet;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
@@ -81,7 +79,7 @@ fn port_of(url: &str) -> u16 {
 
 #[tokio::test]
 async fn postgres_connections_have_nodelay() {
-    let url = support::admin_url();
+    let url = crate::support::admin_url();
     let database = Database::connect(&DatabaseSettings::for_url(&url), None).await.unwrap();
     database.ping().await.unwrap();
     assert_all_nodelay("Postgres (sqlx)", port_of(&url));
@@ -114,7 +112,7 @@ async fn aws_sdk_connections_have_nodelay() {
             held.push(socket);
         }
     });
-    let config = aws_sdk_secretsmanager::config::Builder::from(support::aws().await)
+    let config = aws_sdk_secretsmanager::config::Builder::from(crate::support::aws().await)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .build();
     let call = tokio::spawn(async move {
@@ -156,7 +154,7 @@ async fn runtime_api_connections_have_nodelay() {
     let runtime = Runtime::new(&api.address, Default::default()).unwrap();
     let router = axum::Router::new().fallback(|| async { "hello" });
     tokio::spawn(runtime.serve(router, ResponseMode::Streaming));
-    api.invoke(include_bytes!("../../events/health/ok-200.json").to_vec());
+    api.invoke(include_bytes!("../../../events/health/ok-200.json").to_vec());
     let answer = api.answer(Duration::from_secs(30)).await;
     assert!(answer.streamed && !answer.error);
     assert_all_nodelay("Runtime API", port_of(&format!("http://{}", api.address)));

@@ -1,0 +1,12 @@
+//! The end-to-end tests, in one test binary (one link of the dependency set instead of six).
+//!
+//! Over HTTP against the functions under the Lambda runtime emulator that `make test` starts
+//! (`E2E_BASE_URL`): `favorites`, `idempotency`, `users`, `request_ids`, `logs`. Against a
+//! Runtime API stand-in, one function binary at a time: `lifecycle`.
+
+mod favorites;
+mod idempotency;
+mod lifecycle;
+mod logs;
+mod request_ids;
+mod users;
