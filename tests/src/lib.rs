@@ -4,12 +4,14 @@
 //! - `runtime_api`: a stand-in for Lambda's runtime API, to drive and time one function binary
 //! - `database`: throwaway Postgres databases, created, migrated and dropped
 //! - `enrichment_server`: a fake enrichment service
+//! - `events`: the sample events of `events/`, listed or patched into a request
 //! - `template`: template.yaml resolved for a deployment target, offline
 //! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
 pub mod bench;
 pub mod database;
 pub mod enrichment_server;
+pub mod events;
 pub mod runtime_api;
 pub mod template;
 

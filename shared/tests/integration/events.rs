@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
+use e2e::events::SampleEvent;
 use shared::adapters::bcrypt::BcryptPasswordHasher;
 use shared::config::{Env, Settings};
 use shared::domain::{Email, Password, User, UserId};
@@ -47,56 +48,8 @@ async fn router(name: &str, env: &dyn Env) -> Router {
     }
 }
 
-/// One sample event: `events/<function>/<case>-<status>.json`.
-struct Event {
-    function: String,
-    /// `<function>/<case>-<status>`, for messages.
-    name: String,
-    expected: u16,
-    path: PathBuf,
-}
-
-impl Event {
-    fn request(&self) -> lambda_http::Request {
-        lambda_http::request::from_str(&std::fs::read_to_string(&self.path).unwrap()).unwrap()
-    }
-}
-
-/// Every sample event, by function and case.
-fn events() -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut functions: Vec<PathBuf> = std::fs::read_dir(events_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|path| path.is_dir())
-        .collect();
-    functions.sort();
-    for directory in functions {
-        let function = directory.file_name().unwrap().to_string_lossy().to_string();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&directory)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        paths.sort();
-        for path in paths {
-            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-            let expected = stem
-                .rsplit('-')
-                .next()
-                .unwrap()
-                .parse()
-                .expect("event names end in -<status>");
-            events.push(Event {
-                name: format!("{function}/{stem}"),
-                function: function.clone(),
-                expected,
-                path,
-            });
-        }
-    }
-    events
+fn request(event: &SampleEvent) -> lambda_http::Request {
+    lambda_http::request::from_str(&std::fs::read_to_string(&event.path).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -126,10 +79,10 @@ async fn every_event_gets_the_status_its_name_promises() {
 
     let mut checked = 0;
     let mut failures = Vec::new();
-    for event in events() {
+    for event in e2e::events::all() {
         let response = router(&event.function, &env)
             .await
-            .oneshot(event.request())
+            .oneshot(request(&event))
             .await
             .unwrap();
         let status = response.status().as_u16();
@@ -175,12 +128,12 @@ async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_a
         ("BCRYPT_COST", "4"),
     ];
     let mut checked = 0;
-    for event in events() {
+    for event in e2e::events::all() {
         let needs_the_database = event.expected < 300 || event.expected == 404 || event.expected == 409;
         let started = std::time::Instant::now();
         let response = router(&event.function, &env)
             .await
-            .oneshot(event.request())
+            .oneshot(request(&event))
             .await
             .unwrap();
         let elapsed = started.elapsed();

@@ -28,8 +28,9 @@ use sqlx::PgPool;
 use super::report::{Report, Table, say};
 use super::stats::{Samples, mib, ratio};
 use super::tools::RedisCli;
-use super::{aws, events, function_binary, knob, random_hex, seed};
+use super::{aws, function_binary, knob, random_hex, seed};
 use crate::database::{Owner, TestDatabase, url_with_database};
+use crate::events;
 use crate::runtime_api::{Acks, Answer, FunctionProcess, Options, RuntimeApi};
 
 const BASELINE: &str = "hello-baseline";

@@ -7,13 +7,12 @@
 //! - `report`: Markdown tables on stdout and in `.local/bench-<name>.md`
 //! - `emulator`: the functions under `cargo lambda watch`, stopped with every function it started
 //! - `no_hop`: list-favorites on the runtime API stand-in, without the emulator's relay hop
-//! - `events`: the `events/` fixtures, patched into the request a benchmark sends
 //! - `seed`: many favorites at once, by SQL, behind the functions' back
 //! - `procfs`: peak memory of a process, and finding processes, from `/proc`
 //! - `aws`: the tables and secrets of the production wiring, in a local moto server
 //! - `tools`: `hey` and `redis-cli`, run and read
 //!
-//! With `crate::runtime_api` (a function without the emulator), `crate::database` (throwaway
+//! With `crate::events` (the sample events, patched), `crate::runtime_api` (a function without the emulator), `crate::database` (throwaway
 //! databases) and `crate::Api` (the HTTP client).
 
 pub mod aws;
@@ -21,7 +20,6 @@ pub mod cache;
 pub mod coldstart;
 pub mod emulator;
 pub mod enrichment;
-pub mod events;
 pub mod list;
 pub mod login;
 pub mod no_hop;

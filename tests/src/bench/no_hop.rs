@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-use super::{events, function_binary};
+use super::function_binary;
+use crate::events;
 use crate::runtime_api::{Acks, Answer, FunctionProcess, Options, RuntimeApi};
 
 pub struct NoHop {

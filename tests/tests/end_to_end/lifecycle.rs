@@ -239,58 +239,40 @@ async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
         .unwrap();
     drop(connection);
 
-    let mut functions: Vec<PathBuf> = std::fs::read_dir(repository().join("events"))
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.is_dir())
-        .collect();
-    functions.sort();
     let (mut checked, mut failures) = (0, Vec::new());
-    for directory in functions {
-        let name = directory.file_name().unwrap().to_string_lossy().to_string();
+    let mut running: Option<(String, RuntimeApi, FunctionProcess)> = None;
+    for event in e2e::events::all() {
+        // One process per function, for all of its events.
+        if running.as_ref().is_none_or(|(name, _, _)| *name != event.function) {
+            let runtime = RuntimeApi::start().await;
+            let function = FunctionProcess::start(
+                &event.function,
+                &runtime,
+                &[
+                    ("DATABASE_URL", database.url.as_str()),
+                    ("JWT_SECRET", fixture("jwt_secret").as_str()),
+                    ("BCRYPT_COST", "4"),
+                    ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
+                ],
+            );
+            running = Some((event.function.clone(), runtime, function));
+        }
+        let (_, runtime, function) = running.as_ref().unwrap();
         let described = shared::functions::ALL
             .iter()
-            .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("events/{name}: no such function"));
+            .find(|f| f.name == event.function)
+            .unwrap_or_else(|| panic!("events/{}: no such function", event.function));
         let streams = described.response == Some(shared::runtime::ResponseMode::Streaming);
-        let runtime = RuntimeApi::start().await;
-        let function = FunctionProcess::start(
-            &name,
-            &runtime,
-            &[
-                ("DATABASE_URL", database.url.as_str()),
-                ("JWT_SECRET", fixture("jwt_secret").as_str()),
-                ("BCRYPT_COST", "4"),
-                ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
-            ],
-        );
-        let mut events: Vec<PathBuf> = std::fs::read_dir(&directory)
-            .unwrap()
-            .flatten()
-            .map(|entry| entry.path())
-            .collect();
-        events.sort();
-        for path in events {
-            let case = format!("{name}/{}", path.file_name().unwrap().to_string_lossy());
-            let expected: u16 = path
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .rsplit('-')
-                .next()
-                .and_then(|status| status.parse().ok())
-                .expect("event names end in -<status>");
-            let answer = match runtime.call(std::fs::read(&path).unwrap(), STARTUP).await {
-                Ok(answer) => answer,
-                Err(e) => panic!("{case}: {e:#}\n{:#?}", function.last_lines(20)),
-            };
-            if let Some(problem) = answer_problem(&answer, expected, streams) {
-                failures.push(format!("{case}: {problem}"));
-            }
-            checked += 1;
+        let answer = match runtime.call(std::fs::read(&event.path).unwrap(), STARTUP).await {
+            Ok(answer) => answer,
+            Err(e) => panic!("{}: {e:#}\n{:#?}", event.name, function.last_lines(20)),
+        };
+        if let Some(problem) = answer_problem(&answer, event.expected, streams) {
+            failures.push(format!("{}: {problem}", event.name));
         }
+        checked += 1;
     }
+    drop(running);
     database.drop_now().await.unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 20, "only {checked} events found");
@@ -339,7 +321,7 @@ fn answer_problem(answer: &Answer, expected: u16, streams: bool) -> Option<Strin
 /// twice, for its hits.
 #[tokio::test]
 async fn the_dashboard_and_the_alarms_show_exactly_the_metrics_the_functions_print() {
-    use e2e::bench::events::{bearer, both, favorite_path};
+    use e2e::events::{bearer, both, favorite_path};
     use serde_json::json;
 
     let template = e2e::template::Template::load(&repository().join("template.yaml")).unwrap();
@@ -377,7 +359,7 @@ async fn the_dashboard_and_the_alarms_show_exactly_the_metrics_the_functions_pri
         let function = FunctionProcess::start(binary, &runtime, env);
         let mut answers = Vec::new();
         for (name, patch, status) in calls {
-            let event = e2e::bench::events::event(name, patch).unwrap();
+            let event = e2e::events::event(name, patch).unwrap();
             let answer = runtime.call(event, STARTUP).await.unwrap();
             assert_eq!(
                 answer.status(),

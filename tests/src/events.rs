@@ -1,15 +1,64 @@
-//! The API Gateway events of `events/`, patched into the request a benchmark sends: so that the
-//! functions see exactly the event shape the tests replay, with the benchmark's own token,
-//! body or query.
+//! The API Gateway sample events of `events/` (`events/<function>/<case>-<status>.json`): every
+//! one with the status its name promises, and one patched into the request a test or benchmark
+//! sends, so that the functions see exactly the event shape the tests replay, with a token, body
+//! or query of the caller's own.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::{Value, json};
+
+/// One sample event.
+pub struct SampleEvent {
+    /// The function it is for (its directory).
+    pub function: String,
+    /// `<function>/<case>-<status>`, for messages.
+    pub name: String,
+    /// The status its name promises.
+    pub expected: u16,
+    pub path: PathBuf,
+}
+
+/// Every sample event, by function and case.
+pub fn all() -> Vec<SampleEvent> {
+    let sorted = |dir: PathBuf| {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        paths.sort();
+        paths
+    };
+    let mut events = Vec::new();
+    for directory in sorted(crate::template::repo_root().join("events"))
+        .into_iter()
+        .filter(|p| p.is_dir())
+    {
+        let function = directory.file_name().unwrap().to_string_lossy().to_string();
+        for path in sorted(directory) {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let expected = stem
+                .rsplit('-')
+                .next()
+                .and_then(|status| status.parse().ok())
+                .unwrap_or_else(|| panic!("{}: event names end in -<status>", path.display()));
+            events.push(SampleEvent {
+                name: format!("{function}/{stem}"),
+                function: function.clone(),
+                expected,
+                path,
+            });
+        }
+    }
+    events
+}
 
 /// `events/<name>` (e.g. `list-favorites/first-page-200.json`) with `patch` applied: `body` is
 /// merged into the event's JSON body, `headers` and `queryStringParameters` into theirs and
 /// their multi-value twins, anything else merged as it is.
 pub fn event(name: &str, patch: Value) -> anyhow::Result<Vec<u8>> {
-    let path = super::repo_root().join("events").join(name);
+    let path = crate::template::repo_root().join("events").join(name);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut event: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     apply(&mut event, patch)?;
