@@ -178,6 +178,49 @@ pub(super) fn unavailable(error: sqlx::Error) -> anyhow::Error {
         })
 }
 
+/// Runs `read`, and once more when it failed because its connection was lost before it could
+/// answer (the server ended the session: a failover, an RDS Proxy restart,
+/// `pg_terminate_backend`). A read may run twice; nothing of the first attempt's result was
+/// used (a listing fails this way only before its first row). The second attempt gets a fresh
+/// connection: the pool checks an idle one before handing it out. A connection lost twice is
+/// the database being unavailable (503).
+pub(super) async fn retrying_read<T, Fut>(read: impl Fn() -> Fut) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    match read().await {
+        Err(error) if lost_connection(&error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "a read lost its database connection; once more"
+            );
+            read().await.map_err(|error| match lost_connection(&error) {
+                true => error.context(Unavailable {
+                    dependency: "the database",
+                }),
+                false => error,
+            })
+        }
+        other => other,
+    }
+}
+
+/// Whether an error is its connection's, not its statement's: the socket broke, or the server
+/// ended the session (SQLSTATE class 08, or 57P01-57P03: terminated by an administrator, a
+/// crash or a shutdown, or not accepting connections yet).
+fn lost_connection(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .any(|e| match e {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(e) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        })
+}
+
 /// "password authentication failed" (28P01) or "no such role / not allowed" (28000).
 fn is_auth_failure(error: &sqlx::Error) -> bool {
     error
@@ -218,13 +261,16 @@ impl UserInserter for PgUserRepository {
 #[async_trait]
 impl UserByEmail for PgUserRepository {
     async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        let row: Option<(Uuid, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
-            .persistent(self.db.persistent())
-            .bind(email.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .context("selecting a user by email")?;
+        let row: Option<(Uuid, String, String)> = retrying_read(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            sqlx::query_as(SELECT_USER_BY_EMAIL)
+                .persistent(self.db.persistent())
+                .bind(email.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .context("selecting a user by email")
+        })
+        .await?;
         row.map(|(id, email, hash)| user_from_columns(id, &email, hash))
             .transpose()
     }
@@ -277,14 +323,17 @@ impl FavoriteInserter for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteGetter for PgFavoriteRepository {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        let row: Option<FavoriteRow> = sqlx::query_as(SELECT_FAVORITE)
-            .persistent(self.db.persistent())
-            .bind(user.as_uuid())
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .context("selecting a favorite")?;
+        let row: Option<FavoriteRow> = retrying_read(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            sqlx::query_as(SELECT_FAVORITE)
+                .persistent(self.db.persistent())
+                .bind(user.as_uuid())
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .context("selecting a favorite")
+        })
+        .await?;
         row.map(|(id, asset, created, updated)| favorite_from_row(id, asset, created, updated))
             .transpose()
     }
@@ -456,20 +505,86 @@ async fn batches(
 #[async_trait]
 impl FavoriteLister for PgFavoriteRepository {
     async fn list_favorites(&self, user: UserId, query: ListQuery) -> anyhow::Result<FavoriteStream> {
-        batches(self.listing_transaction().await?, self.db.persistent(), user, query).await
+        retrying_read(|| async {
+            batches(
+                self.listing_transaction().await?,
+                self.db.persistent(),
+                user,
+                query.clone(),
+            )
+            .await
+        })
+        .await
     }
 
     async fn list_favorites_versioned(&self, user: UserId, query: ListQuery) -> anyhow::Result<Listing> {
-        let mut tx = self.listing_transaction().await?;
-        let version = read_version(&mut *tx, self.db.persistent(), user).await?;
-        Ok(Listing {
-            version,
-            rows: batches(tx, self.db.persistent(), user, query).await?,
+        retrying_read(|| async {
+            let mut tx = self.listing_transaction().await?;
+            let version = read_version(&mut *tx, self.db.persistent(), user).await?;
+            Ok(Listing {
+                version,
+                rows: batches(tx, self.db.persistent(), user, query.clone()).await?,
+            })
         })
+        .await
     }
 
     async fn favorites_version(&self, user: UserId) -> anyhow::Result<FavoritesVersion> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        read_version(&mut *conn, self.db.persistent(), user).await
+        retrying_read(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            read_version(&mut *conn, self.db.persistent(), user).await
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn lost() -> anyhow::Error {
+        anyhow::Error::new(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())).context("reading")
+    }
+
+    #[tokio::test]
+    async fn a_read_that_lost_its_connection_runs_once_more() {
+        let calls = AtomicUsize::new(0);
+        let answer = retrying_read(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(lost()),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(answer.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_twice_is_the_database_unavailable() {
+        let calls = AtomicUsize::new(0);
+        let error = retrying_read(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(lost())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(error.downcast_ref::<Unavailable>().is_some(), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn a_statement_error_is_not_retried() {
+        let calls = AtomicUsize::new(0);
+        let error = retrying_read(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(anyhow::Error::new(sqlx::Error::RowNotFound))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(error.downcast_ref::<Unavailable>().is_none());
     }
 }
