@@ -2,8 +2,10 @@
 //!
 //! Over HTTP against the functions under the Lambda runtime emulator that `make test` starts
 //! (`E2E_BASE_URL`): `favorites`, `idempotency`, `users`, `request_ids`, `logs`. Against a
-//! Runtime API stand-in, one function binary at a time: `lifecycle`.
+//! Runtime API stand-in, one function binary at a time: `lifecycle`, and `deployed` (each
+//! function with exactly the environment template.yaml gives it, pointed at local stand-ins).
 
+mod deployed;
 mod favorites;
 mod idempotency;
 mod lifecycle;
