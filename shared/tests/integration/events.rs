@@ -22,15 +22,36 @@ fn events_dir() -> PathBuf {
 }
 
 #[derive(serde::Deserialize)]
-struct Fixture {
-    jwt_secret: String,
+pub(crate) struct Fixture {
+    pub(crate) jwt_secret: String,
     user_id: uuid::Uuid,
     email: String,
     password: String,
 }
 
+/// `events/fixture.json`: the user and key the sample events are signed for.
+pub(crate) fn fixture() -> Fixture {
+    serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap()
+}
+
+/// The fixture user, stored in `db` (the sample events' tokens are its).
+pub(crate) async fn insert_fixture_user(db: &shared::adapters::sql::Database) {
+    let fixture = fixture();
+    let hasher = Arc::new(BcryptPasswordHasher::new(4));
+    let password_hash = hasher
+        .hash(&Password::parse(fixture.password.clone()).unwrap())
+        .await
+        .unwrap();
+    let user = User {
+        id: UserId::from_uuid(fixture.user_id),
+        email: Email::parse(&fixture.email).unwrap(),
+        password_hash,
+    };
+    db.users().insert_user(&user).await.unwrap();
+}
+
 /// The router function `name` serves with the settings it reads from `env`.
-async fn router(name: &str, env: &dyn Env) -> Router {
+pub(crate) async fn router(name: &str, env: &dyn Env) -> Router {
     async fn build<F: Function>(env: &dyn Env) -> Router {
         let settings = F::Settings::from_env(env).unwrap();
         F::build(settings, &Wiring::default()).await.unwrap()
@@ -57,20 +78,9 @@ async fn every_event_gets_the_status_its_name_promises() {
     // API Gateway REST events carry a stage; the deployed functions ignore it the same way.
     // SAFETY: set before any other thread of this test reads the environment.
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
-    let fixture: Fixture =
-        serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap();
+    let fixture = fixture();
     let db = crate::support::postgres().await;
-    let hasher = Arc::new(BcryptPasswordHasher::new(4));
-    let password_hash = hasher
-        .hash(&Password::parse(fixture.password.clone()).unwrap())
-        .await
-        .unwrap();
-    let user = User {
-        id: UserId::from_uuid(fixture.user_id),
-        email: Email::parse(&fixture.email).unwrap(),
-        password_hash,
-    };
-    db.database.users().insert_user(&user).await.unwrap();
+    insert_fixture_user(&db.database).await;
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", fixture.jwt_secret.as_str()),
@@ -111,8 +121,7 @@ async fn every_event_gets_the_status_its_name_promises() {
 async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_after() {
     // SAFETY: set before any other thread of this test reads the environment.
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
-    let fixture: Fixture =
-        serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap();
+    let fixture = fixture();
     // A port nothing listens on: every connection is refused.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -9,6 +9,7 @@
 //! - `aws`: DynamoDB and Secrets Manager adapters against moto
 //! - `rds`: Postgres as RDS Proxy and RDS give it (no pinning, TLS, password rotation)
 //! - `events`: every `events/` file through its function's router; the database down
+//! - `faults`: mixed load while every backend of the database is terminated once a second
 //! - `runtime`: the runtime loop against the Runtime API stand-in
 //! - `nodelay`: TCP_NODELAY on every client's connections
 //! - `template`: template.yaml against the code
@@ -18,6 +19,7 @@ mod aws;
 mod cache;
 mod enrichment;
 mod events;
+mod faults;
 mod nodelay;
 mod rds;
 mod runtime;

@@ -197,7 +197,7 @@ fn user_inserted<T>(result: Result<T, sqlx::Error>) -> Result<(), InsertUserErro
     match result {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(InsertUserError::EmailTaken),
-        Err(e) => Err(anyhow::Error::new(e).context("inserting a user").into()),
+        Err(e) => Err(postgres::unavailable_if_lost(anyhow::Error::new(e).context("inserting a user")).into()),
     }
 }
 
@@ -227,7 +227,7 @@ fn favorite_inserted<X>(
         )),
         Err(e) if is_unique_violation(&e) => Err(InsertFavoriteError::Duplicate),
         Err(e) if is_foreign_key_violation(&e) => Err(InsertFavoriteError::UnknownUser),
-        Err(e) => Err(anyhow::Error::new(e).context("inserting a favorite").into()),
+        Err(e) => Err(postgres::unavailable_if_lost(anyhow::Error::new(e).context("inserting a favorite")).into()),
     }
 }
 

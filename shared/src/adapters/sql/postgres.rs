@@ -178,12 +178,15 @@ pub(super) fn unavailable(error: sqlx::Error) -> anyhow::Error {
         })
 }
 
+/// How long a read that lost its connection waits before it runs once more.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Runs `read`, and once more when it failed because its connection was lost before it could
 /// answer (the server ended the session: a failover, an RDS Proxy restart,
 /// `pg_terminate_backend`). A read may run twice; nothing of the first attempt's result was
-/// used (a listing fails this way only before its first row). The second attempt gets a fresh
-/// connection: the pool checks an idle one before handing it out. A connection lost twice is
-/// the database being unavailable (503).
+/// used (a listing fails this way only before its first row). The second attempt, after
+/// [`RETRY_PAUSE`], gets a fresh connection: the pool checks an idle one before handing it out.
+/// A connection lost twice is the database being unavailable (503).
 pub(super) async fn retrying_read<T, Fut>(read: impl Fn() -> Fut) -> anyhow::Result<T>
 where
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -194,14 +197,26 @@ where
                 error = format!("{error:#}"),
                 "a read lost its database connection; once more"
             );
-            read().await.map_err(|error| match lost_connection(&error) {
-                true => error.context(Unavailable {
-                    dependency: "the database",
-                }),
-                false => error,
-            })
+            // What ends one session usually ends its siblings (a failover, a proxy restart, an
+            // administrator's sweep), and an idle one may still pass the pool's check for a few
+            // milliseconds: give them the time to be gone.
+            tokio::time::sleep(RETRY_PAUSE).await;
+            read().await.map_err(unavailable_if_lost)
         }
         other => other,
+    }
+}
+
+/// A write whose connection was lost is not retried: whether the statement reached the
+/// database cannot be told. It is the database being unavailable (503, `Retry-After`): a
+/// retry with the same Idempotency-Key is answered from the record or does the write, and
+/// a retried add that did land the first time is a 409.
+pub(super) fn unavailable_if_lost(error: anyhow::Error) -> anyhow::Error {
+    match lost_connection(&error) {
+        true => error.context(Unavailable {
+            dependency: "the database",
+        }),
+        false => error,
     }
 }
 
@@ -367,7 +382,8 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         .bind(description.as_str())
         .fetch_optional(&mut *conn)
         .await
-        .context("updating a favorite's description")?;
+        .context("updating a favorite's description")
+        .map_err(unavailable_if_lost)?;
         row.map(|(id, asset, created, updated, version)| {
             Ok(Changed {
                 value: favorite_from_row(id, asset, created, updated)?,
@@ -397,7 +413,8 @@ impl FavoriteRemover for PgFavoriteRepository {
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await
-        .context("deleting a favorite")?;
+        .context("deleting a favorite")
+        .map_err(unavailable_if_lost)?;
         version.map(version_from_column).transpose()
     }
 }
