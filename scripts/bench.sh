@@ -70,6 +70,11 @@ latency)
 	# stream-baseline (upstream lambda_http streaming) side by side in target/debug.
 	step "Build: cargo build --workspace --locked (debug)" "fix the build errors above"
 	cargo build --workspace --locked
+	# Run from a copy: another worktree building into the same target directory would
+	# otherwise swap the binaries under the run.
+	bin_dir=.local/bench-latency-bin
+	rm -rf "$bin_dir" && mkdir -p "$bin_dir"
+	cp "$CARGO_TARGET_DIR"/debug/{bench,list-favorites,get-favorite,stream-baseline} "$bin_dir"/
 	;;
 *) release_build bench migrate list-favorites ;;
 esac
@@ -84,7 +89,7 @@ cache | coldstart | latency)
 esac
 
 step "bench $name" "the lines above say what failed"
-profile=release
-[ "$name" != latency ] || profile=debug
-"$CARGO_TARGET_DIR/$profile/bench" "$name"
+bench=$CARGO_TARGET_DIR/release/bench
+[ "$name" != latency ] || bench=$REPO_ROOT/.local/bench-latency-bin/bench
+"$bench" "$name"
 step_done
