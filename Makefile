@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart fmt lint
+.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -40,6 +40,9 @@ bench-enrichment: ## List latency: no enrichment, healthy at 0/5/50 ms, service 
 
 bench-coldstart: ## Cold start (init, first answer) and binary size of each function vs a bare lambda_http hello (bench coldstart)
 	@scripts/bench.sh coldstart
+
+bench-latency: ## Warm latency under aws-lambda-rie vs its REPORT duration, and through make run; list 10/100/1000 and get-favorite (bench latency, debug build)
+	@scripts/bench.sh latency
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

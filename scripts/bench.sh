@@ -2,14 +2,14 @@
 # make bench-<name>: start the services benchmark <name> needs, build it, run `bench <name>`.
 # What each benchmark measures, its knobs (BENCH_* variables) and its report: tests/src/bench/.
 #
-#     scripts/bench.sh login|list|cache|enrichment|coldstart
+#     scripts/bench.sh login|list|cache|enrichment|coldstart|latency
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 name=${1:-}
 case $name in
-login | list | cache | enrichment | coldstart) ;;
-*) die "usage: scripts/bench.sh login|list|cache|enrichment|coldstart" ;;
+login | list | cache | enrichment | coldstart | latency) ;;
+*) die "usage: scripts/bench.sh login|list|cache|enrichment|coldstart|latency" ;;
 esac
 mkdir -p .local
 
@@ -22,10 +22,10 @@ add_cleanup "stop_by_env 'BENCH_RUN_MARKER=$marker' 'leftover bench processes'; 
 
 step "Services for bench $name" "set TEST_DATABASE_URL / TEST_REDIS_URL to reachable servers, or unset them to get throwaway ones"
 case $name in
-login | list | cache | enrichment) ensure_postgres ;;
+login | list | cache | enrichment | latency) ensure_postgres ;;
 esac
 case $name in
-login | list | cache)
+login | list | cache | latency)
 	ensure_venv
 	ensure_cargo_lambda
 	;;
@@ -37,6 +37,12 @@ cache)
 	# A private server, so that its statistics count only this benchmark's commands.
 	start_redis
 	export BENCH_REDIS_URL=$STARTED_REDIS_URL
+	;;
+latency)
+	# AWS's runtime interface emulator comes with the SAM CLI (samcli/local/rapid/).
+	AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
+	[ -x .venv/bin/sam ] || .venv/bin/python -m pip install -q --progress-bar off "aws-sam-cli==$AWS_SAM_CLI_VERSION" >&2 ||
+		die "pip install aws-sam-cli failed; retry with: .venv/bin/pip install aws-sam-cli==$AWS_SAM_CLI_VERSION"
 	;;
 coldstart)
 	need_cmd gzip
@@ -59,12 +65,23 @@ enrichment)
 	step "Build: the bench binary" "fix the build errors above"
 	cargo build --release --locked -p e2e --bin bench
 	;;
+latency)
+	# Debug, as `make run` and the figures of issue 15: the functions, the bench and
+	# stream-baseline (upstream lambda_http streaming) side by side in target/debug.
+	step "Build: cargo build --workspace --locked (debug)" "fix the build errors above"
+	cargo build --workspace --locked
+	# Run from a copy: another worktree building into the same target directory would
+	# otherwise swap the binaries under the run.
+	bin_dir=.local/bench-latency-bin
+	rm -rf "$bin_dir" && mkdir -p "$bin_dir"
+	cp "$CARGO_TARGET_DIR"/debug/{bench,list-favorites,get-favorite,stream-baseline} "$bin_dir"/
+	;;
 *) release_build bench migrate list-favorites ;;
 esac
 
 # On two cores a concurrent build or test run would skew every figure: wait for it (bounded).
 case $name in
-cache | coldstart)
+cache | coldstart | latency)
 	step "Waiting while a build (rustc) or scripts/test.sh runs (at most ${TEST_WAIT_SECONDS}s)"
 	wait_for_tests 'scripts/test\.sh|bin/rustc ' "a build (rustc) or scripts/test.sh"
 	[ -z "$TESTS_RUNNING_NOTE" ] || export BENCH_NOTE=$TESTS_RUNNING_NOTE
@@ -72,5 +89,7 @@ cache | coldstart)
 esac
 
 step "bench $name" "the lines above say what failed"
-"$CARGO_TARGET_DIR/release/bench" "$name"
+bench=$CARGO_TARGET_DIR/release/bench
+[ "$name" != latency ] || bench=$REPO_ROOT/.local/bench-latency-bin/bench
+"$bench" "$name"
 step_done

@@ -40,6 +40,11 @@ impl Samples {
         self.0.iter().filter(|v| **v >= threshold).count() as f64 / self.0.len() as f64
     }
 
+    /// How many samples are at or above `threshold`.
+    pub fn count_at_least(&self, threshold: f64) -> usize {
+        self.0.iter().filter(|v| **v >= threshold).count()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -108,6 +113,7 @@ mod tests {
         let samples = Samples::new(vec![1.0, 2.0, 3.0, 40.0]);
         assert_eq!(samples.mean(), 11.5);
         assert_eq!(samples.share_at_least(3.0), 0.5);
+        assert_eq!(samples.count_at_least(3.0), 2);
         assert_eq!(ratio(3.0, 2.0), 1.5);
     }
 

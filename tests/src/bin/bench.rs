@@ -1,4 +1,4 @@
-//! `bench <login|list|cache|enrichment|coldstart>`: the benchmarks behind `make bench-*`
+//! `bench <login|list|cache|enrichment|coldstart|latency>`: the benchmarks behind `make bench-*`
 //! (`e2e::bench`). Run through the make targets: scripts/bench.sh starts the services each
 //! needs and builds the functions beside this binary first.
 
