@@ -138,7 +138,7 @@ say "Docker bridge $BRIDGE_NET, this host at $BRIDGE_IP"
 
 step "Build: the functions (debug), laid out as sam build would" "fix the build errors above"
 mapfile -t functions < <(find functions -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
-cargo build --locked $(printf -- '-p %s ' "${functions[@]}")
+cargo build --locked $(printf -- '-p %s ' "${functions[@]}") -p e2e --bin aws-resources
 rm -rf "$SAM_LOCAL_DIR/functions"
 cp template.yaml "$SAM_LOCAL_DIR/template.yaml"
 for fn in "${functions[@]}"; do
@@ -156,7 +156,7 @@ psql -w -X -q -v ON_ERROR_STOP=1 -d "$TEST_TLS_PG_ADMIN_URL" \
 	-c "create role favorites login password '$db_password'" -c "create database favorites owner favorites"
 db_secret=$(python3 -c 'import json, sys; print(json.dumps({"username": "favorites", "password": sys.argv[1], "engine": "postgres", "host": sys.argv[2], "port": 5432, "dbname": "favorites"}))' "$db_password" "$BRIDGE_IP")
 fixture() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' events/fixture.json "$1"; }
-resources=$(python3 scripts/aws-resources.py "favorites-sam-local-$(random_hex 6)" "$(fixture jwt_secret)" "$db_secret")
+resources=$("$CARGO_TARGET_DIR/debug/aws-resources" "favorites-sam-local-$(random_hex 6)" "$(fixture jwt_secret)" "$db_secret")
 eval "$resources"
 # The endpoints' certificate, from the CA the image trusts.
 (

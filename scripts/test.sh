@@ -46,26 +46,10 @@ extra_checks() {
 }
 # ---------------------------------------------------------------------------------------------
 
-# Function names (binary targets) mentioned in the lambda watch router(s) of the workspace.
+# Function names (binary targets) the local router (Cargo.toml) sends routes to.
 router_functions() {
-	cargo metadata --format-version 1 --no-deps --locked 2>/dev/null | python3 -c '
-import json, sys
-meta = json.load(sys.stdin)
-routers = [((meta.get("metadata") or {}).get("lambda") or {}).get("watch", {}).get("router")]
-for pkg in meta.get("packages", []):
-    routers.append(((pkg.get("metadata") or {}).get("lambda") or {}).get("watch", {}).get("router"))
-names = set()
-for router in filter(None, routers):
-    items = router.values() if isinstance(router, dict) else [router]
-    for value in items:
-        if isinstance(value, str):
-            names.add(value)
-        elif isinstance(value, list):
-            names.update(v["function"] for v in value if isinstance(v, dict) and "function" in v)
-        elif isinstance(value, dict) and "function" in value:
-            names.add(value["function"])
-print("\n".join(sorted(names)))
-'
+	sed -n '/^\[workspace.metadata.lambda.watch.router\]/,/^\[/p' Cargo.toml |
+		grep -o 'function = "[^"]*"' | cut -d'"' -f2 | sort -u
 }
 
 start_e2e_environment() {
@@ -87,7 +71,7 @@ start_e2e_environment() {
 	# The production wiring: the JWT key from Secrets Manager, idempotency records and login
 	# counters in DynamoDB (all in moto).
 	local resources
-	resources=$(.venv/bin/python scripts/aws-resources.py "favorites-e2e-$(random_hex 8)" "$E2E_JWT_SECRET") ||
+	resources=$("$CARGO_TARGET_DIR/debug/aws-resources" "favorites-e2e-$(random_hex 8)" "$E2E_JWT_SECRET") ||
 		die "could not create the e2e tables and secret in moto ($AWS_ENDPOINT_URL)"
 	local IDEMPOTENCY_TABLE LOGIN_THROTTLE_TABLE JWT_SECRET_ARN
 	eval "$resources"

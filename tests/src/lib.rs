@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: a client for the API that `make test` starts under the
 //! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
 //!
+//! - `aws`: the tables and secrets of the production wiring, in a local moto server
 //! - `runtime_api`: a stand-in for Lambda's runtime API, to drive and time one function binary
 //! - `database`: throwaway Postgres databases, created, migrated and dropped
 //! - `enrichment_server`: a fake enrichment service
@@ -8,6 +9,7 @@
 //! - `template`: template.yaml resolved for a deployment target, offline
 //! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
+pub mod aws;
 pub mod bench;
 pub mod database;
 pub mod enrichment_server;

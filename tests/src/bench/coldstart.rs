@@ -28,7 +28,8 @@ use sqlx::PgPool;
 use super::report::{Report, Table, say};
 use super::stats::{Samples, mib, ratio};
 use super::tools::RedisCli;
-use super::{aws, function_binary, knob, random_hex, seed};
+use super::{function_binary, knob, random_hex, seed};
+use crate::aws;
 use crate::database::{Owner, TestDatabase, url_with_database};
 use crate::events;
 use crate::runtime_api::{Acks, Answer, FunctionProcess, Options, RuntimeApi};
@@ -138,7 +139,7 @@ pub async fn run() -> anyhow::Result<()> {
             "engine": "postgres", "username": owner.role, "password": owner.password,
             "host": "127.0.0.1", "port": port.parse::<u16>()?, "dbname": database.name,
         });
-        let resources = aws::create(&prefix, &random_hex(48), &database_secret).await?;
+        let resources = aws::create(&prefix, &random_hex(48), Some(&database_secret)).await?;
         let env = base_env(&resources, &ca, &redis_url, bcrypt_cost);
         let db = PgPool::connect(&url_with_database(&admin, &database.name)?)
             .await
@@ -250,7 +251,10 @@ fn base_env(resources: &aws::Resources, ca: &str, redis_url: &str, bcrypt_cost: 
         ("AWS_SECRET_ACCESS_KEY", var("AWS_SECRET_ACCESS_KEY")),
         ("AWS_SESSION_TOKEN", var("AWS_SESSION_TOKEN")),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("DATABASE_SECRET_ARN", resources.database_secret_arn.clone()),
+        (
+            "DATABASE_SECRET_ARN",
+            resources.database_secret_arn.clone().unwrap_or_default(),
+        ),
         ("DATABASE_PROXY", "true".into()),
         ("DATABASE_CA_BUNDLE", ca.into()),
         ("JWT_SECRET_ARN", resources.jwt_secret_arn.clone()),

@@ -9,13 +9,11 @@
 //! - `no_hop`: list-favorites on the runtime API stand-in, without the emulator's relay hop
 //! - `seed`: many favorites at once, by SQL, behind the functions' back
 //! - `procfs`: peak memory of a process, and finding processes, from `/proc`
-//! - `aws`: the tables and secrets of the production wiring, in a local moto server
 //! - `tools`: `hey` and `redis-cli`, run and read
 //!
 //! With `crate::events` (the sample events, patched), `crate::runtime_api` (a function without the emulator), `crate::database` (throwaway
 //! databases) and `crate::Api` (the HTTP client).
 
-pub mod aws;
 pub mod cache;
 pub mod coldstart;
 pub mod emulator;

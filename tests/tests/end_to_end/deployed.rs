@@ -45,13 +45,13 @@ async fn every_function_starts_from_its_template_environment_and_answers() {
         "host": "127.0.0.1", "port": port.parse::<u16>().unwrap(), "dbname": database.name,
     });
     let prefix = format!("favorites-deployed-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let resources = e2e::bench::aws::create(&prefix, &uuid::Uuid::new_v4().simple().to_string(), &secret)
+    let resources = e2e::aws::create(&prefix, &uuid::Uuid::new_v4().simple().to_string(), Some(&secret))
         .await
         .unwrap();
     let stand_ins: BTreeMap<String, String> = [
         (
             deployment.secret_arn("DatabaseSecret"),
-            resources.database_secret_arn.clone(),
+            resources.database_secret_arn.clone().unwrap(),
         ),
         (deployment.secret_arn("JwtSecret"), resources.jwt_secret_arn.clone()),
         (
