@@ -8,6 +8,22 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+/// `events/fixture.json`: the user the sample events act for and the key their tokens are
+/// signed with.
+#[derive(serde::Deserialize)]
+pub struct Fixture {
+    pub jwt_secret: String,
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub fn fixture() -> Fixture {
+    let path = crate::template::repo_root().join("events/fixture.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// One sample event.
 pub struct SampleEvent {
     /// The function it is for (its directory).

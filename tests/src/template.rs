@@ -14,6 +14,18 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 
 pub const ACCOUNT: &str = "123456789012";
+/// What marks the placeholders this model makes for a secret's ARN, a table's name, any other
+/// resource's reference and an endpoint's host: [`is_placeholder`] finds them.
+const SECRET_SUFFIX: &str = "AbCdEf";
+const TABLE_SUFFIX: &str = "1A2B3C4D5E6F";
+const PLACEHOLDER: &str = "placeholder";
+
+/// Whether `value` holds a placeholder of this model (that a stand-in should have replaced).
+pub fn is_placeholder(value: &str) -> bool {
+    [SECRET_SUFFIX, TABLE_SUFFIX, PLACEHOLDER]
+        .iter()
+        .any(|mark| value.contains(mark))
+}
 const FUNCTION: &str = "AWS::Serverless::Function";
 
 /// The repository's root (this crate lives in `tests/`).
@@ -460,7 +472,7 @@ impl<'a> Deployment<'a> {
                 {
                     "AWS::SecretsManager::Secret" => json!(self.secret_arn(name)),
                     "AWS::DynamoDB::Table" => json!(self.table_name(name)),
-                    _ => json!(format!("{}-{name}-placeholder", t.stack)),
+                    _ => json!(format!("{}-{name}-{PLACEHOLDER}", t.stack)),
                 }
             }
         }))
@@ -469,14 +481,14 @@ impl<'a> Deployment<'a> {
     /// A secret's ARN as Secrets Manager makes it: the name and six random characters.
     pub fn secret_arn(&self, logical_id: &str) -> String {
         format!(
-            "arn:aws:secretsmanager:{}:{ACCOUNT}:secret:{logical_id}-AbCdEf",
+            "arn:aws:secretsmanager:{}:{ACCOUNT}:secret:{logical_id}-{SECRET_SUFFIX}",
             self.target.region
         )
     }
 
     /// A table's name as CloudFormation makes it: stack, logical id, a suffix.
     pub fn table_name(&self, logical_id: &str) -> String {
-        format!("{}-{logical_id}-1A2B3C4D5E6F", self.target.stack)
+        format!("{}-{logical_id}-{TABLE_SUFFIX}", self.target.stack)
     }
 
     /// A table's ARN from its name.
@@ -489,7 +501,7 @@ impl<'a> Deployment<'a> {
             .as_str()
             .ok_or_else(|| anyhow!("Fn::GetAtt {resource}.{attribute}: no such resource"))?;
         let host = format!(
-            "{}.placeholder.{}.{}",
+            "{}.{PLACEHOLDER}.{}.{}",
             resource.to_ascii_lowercase(),
             self.target.region,
             if kind.starts_with("AWS::ElastiCache") {

@@ -2,11 +2,10 @@
 //! against a fresh Postgres database: the status must be the one the event's name promises
 //! (`events/<function>/<case>-<status>.json`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use e2e::events::SampleEvent;
+use e2e::events::{SampleEvent, fixture};
 use shared::adapters::bcrypt::BcryptPasswordHasher;
 use shared::config::{Env, Settings};
 use shared::domain::{Email, Password, User, UserId};
@@ -17,23 +16,6 @@ use shared::ports::PasswordHasher;
 use shared::wiring::Wiring;
 use tower::ServiceExt;
 
-fn events_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct Fixture {
-    pub(crate) jwt_secret: String,
-    user_id: uuid::Uuid,
-    email: String,
-    password: String,
-}
-
-/// `events/fixture.json`: the user and key the sample events are signed for.
-pub(crate) fn fixture() -> Fixture {
-    serde_json::from_str(&std::fs::read_to_string(events_dir().join("fixture.json")).unwrap()).unwrap()
-}
-
 /// The fixture user, stored in `db` (the sample events' tokens are its).
 pub(crate) async fn insert_fixture_user(db: &shared::adapters::sql::Database) {
     let fixture = fixture();
@@ -43,7 +25,7 @@ pub(crate) async fn insert_fixture_user(db: &shared::adapters::sql::Database) {
         .await
         .unwrap();
     let user = User {
-        id: UserId::from_uuid(fixture.user_id),
+        id: UserId::from_uuid(fixture.user_id.parse().unwrap()),
         email: Email::parse(&fixture.email).unwrap(),
         password_hash,
     };
@@ -123,11 +105,7 @@ async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_a
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
     let fixture = fixture();
     // A port nothing listens on: every connection is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = e2e::bench::free_port().unwrap();
     let url = format!("postgres://favorites@127.0.0.1:{port}/favorites");
     let timeout = std::time::Duration::from_millis(300);
     let env = [

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use e2e::events::{both, event, favorite_path};
+use e2e::events::{event, favorite_path};
 use serde_json::json;
 use sqlx::Connection;
 use tower::ServiceExt;
 
-use crate::events::{fixture, insert_fixture_user, router};
+use e2e::events::fixture;
+
+use crate::events::{insert_fixture_user, router};
 
 const LOAD: Duration = Duration::from_secs(8);
 const CLIENTS: usize = 3;
@@ -132,12 +134,7 @@ async fn reads_survive_backends_terminated_every_second_and_writes_stay_exactly_
                     eprintln!("get: {status} {}", String::from_utf8_lossy(&body));
                 }
                 let id = format!("load-{client}-{round}");
-                let (status, _) = call(
-                    &add,
-                    "add-favorite/chart-201.json",
-                    both(json!({"body": {"id": id}}), json!({})),
-                )
-                .await;
+                let (status, _) = call(&add, "add-favorite/chart-201.json", json!({"body": {"id": id}})).await;
                 match status {
                     201 => tally.added.fetch_add(1, Ordering::SeqCst),
                     503 => tally.adds_unavailable.fetch_add(1, Ordering::SeqCst),
@@ -153,15 +150,12 @@ async fn reads_survive_backends_terminated_every_second_and_writes_stay_exactly_
     done.store(true, Ordering::SeqCst);
     terminator.await.unwrap();
 
-    let Some(pool) = (match &db.database {
-        shared::adapters::sql::Database::Postgres(pg) => Some(pg.pool().clone()),
-        _ => None,
-    }) else {
+    let shared::adapters::sql::Database::Postgres(pg) = &db.database else {
         panic!("a Postgres database")
     };
     let rows: i64 = sqlx::query_scalar("select count(*) from favorites where id like 'load-%'")
         .persistent(false)
-        .fetch_one(&pool)
+        .fetch_one(pg.pool())
         .await
         .unwrap();
     let rows = usize::try_from(rows).unwrap();

@@ -253,7 +253,10 @@ fn base_env(resources: &aws::Resources, ca: &str, redis_url: &str, bcrypt_cost: 
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         (
             "DATABASE_SECRET_ARN",
-            resources.database_secret_arn.clone().unwrap_or_default(),
+            resources
+                .database_secret_arn
+                .clone()
+                .expect("created with the database secret"),
         ),
         ("DATABASE_PROXY", "true".into()),
         ("DATABASE_CA_BUNDLE", ca.into()),

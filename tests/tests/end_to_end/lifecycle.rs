@@ -11,28 +11,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use e2e::events::fixture;
 use e2e::runtime_api::{Answer, FunctionProcess, RuntimeApi};
+use e2e::template::repo_root;
 use serde_json::Value;
 
 const STARTUP: Duration = Duration::from_secs(60);
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn event(path: &str) -> (Vec<u8>, Value) {
-    let bytes = std::fs::read(repository().join("events").join(path)).unwrap();
+    let bytes = std::fs::read(repo_root().join("events").join(path)).unwrap();
     let json = serde_json::from_slice(&bytes).unwrap();
     (bytes, json)
-}
-
-fn fixture(key: &str) -> String {
-    let bytes = std::fs::read(repository().join("events/fixture.json")).unwrap();
-    let fixture: Value = serde_json::from_slice(&bytes).unwrap();
-    fixture[key].as_str().unwrap().to_string()
 }
 
 /// A data directory of its own for the embedded database; removed when dropped.
@@ -117,7 +106,7 @@ fn buffered_answer(answer: &Answer) -> (u64, Vec<String>) {
 async fn a_buffered_answer_sends_its_metrics_before_the_invocation_ends() {
     let runtime = RuntimeApi::start().await;
     let data = DataDir::new();
-    let function = start("health", &runtime, &data, &fixture("jwt_secret"));
+    let function = start("health", &runtime, &data, &fixture().jwt_secret);
     assert_eq!(
         runtime.registered_extension(STARTUP).await,
         "favorites-graceful-shutdown",
@@ -152,7 +141,7 @@ async fn a_buffered_answer_sends_its_metrics_before_the_invocation_ends() {
 async fn a_streamed_list_sends_its_metrics_before_its_stream_ends() {
     let runtime = RuntimeApi::start().await;
     let data = DataDir::new();
-    let function = start("list-favorites", &runtime, &data, &fixture("jwt_secret"));
+    let function = start("list-favorites", &runtime, &data, &fixture().jwt_secret);
     runtime.registered_extension(STARTUP).await;
 
     runtime.freeze_on_answer(&function);
@@ -185,7 +174,7 @@ async fn a_streamed_list_sends_its_metrics_before_its_stream_ends() {
     assert_eq!(streamed.len(), 1);
     assert_eq!(
         streamed[0]["span"]["user_id"],
-        fixture("user_id").as_str(),
+        fixture().user_id.as_str(),
         "lines written while the body streams carry the request's span"
     );
     function.signal("CONT");
@@ -195,7 +184,7 @@ async fn a_streamed_list_sends_its_metrics_before_its_stream_ends() {
 async fn sigterm_flushes_the_metrics_closes_the_pool_and_exits_0() {
     let runtime = RuntimeApi::start().await;
     let data = DataDir::new();
-    let mut function = start("health", &runtime, &data, &fixture("jwt_secret"));
+    let mut function = start("health", &runtime, &data, &fixture().jwt_secret);
     runtime.registered_extension(STARTUP).await;
 
     // Never invoked: its ColdStart is still waiting to be sent.
@@ -226,13 +215,13 @@ async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
     let database = e2e::database::TestDatabase::create(&e2e::database::admin_url().unwrap(), "favorites_events", None)
         .await
         .unwrap();
-    let hash = bcrypt::hash(fixture("password"), 4).unwrap();
+    let hash = bcrypt::hash(fixture().password, 4).unwrap();
     let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
         .await
         .unwrap();
     sqlx::query("insert into users (id, email, password_hash) values ($1::text::uuid, $2, $3)")
-        .bind(fixture("user_id"))
-        .bind(fixture("email"))
+        .bind(fixture().user_id)
+        .bind(fixture().email)
         .bind(hash)
         .execute(&mut connection)
         .await
@@ -250,7 +239,7 @@ async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
                 &runtime,
                 &[
                     ("DATABASE_URL", database.url.as_str()),
-                    ("JWT_SECRET", fixture("jwt_secret").as_str()),
+                    ("JWT_SECRET", fixture().jwt_secret.as_str()),
                     ("BCRYPT_COST", "4"),
                     ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"),
                 ],
@@ -324,23 +313,17 @@ async fn the_dashboard_and_the_alarms_show_exactly_the_metrics_the_functions_pri
     use e2e::events::{bearer, both, favorite_path};
     use serde_json::json;
 
-    let template = e2e::template::Template::load(&repository().join("template.yaml")).unwrap();
+    let template = e2e::template::Template::load(&repo_root().join("template.yaml")).unwrap();
     let shown = template
         .custom_metrics(shared::metrics::NAMESPACE, shared::metrics::DIMENSION)
         .unwrap();
     assert!(!shown.is_empty(), "template.yaml shows no custom metric");
 
     let data = DataDir::new();
-    let refused = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("127.0.0.1:{port}")
-    };
+    // Ports nothing listens on: every connection is refused.
+    let refused = || format!("127.0.0.1:{}", e2e::bench::free_port().unwrap());
     let (redis_down, enrichment_down) = (format!("redis://{}", refused()), format!("http://{}", refused()));
-    let jwt_secret = fixture("jwt_secret");
+    let jwt_secret = fixture().jwt_secret;
     let degraded = [
         ("FAVORITES_DATA_DIR", data.path()),
         ("JWT_SECRET", jwt_secret.as_str()),

@@ -173,10 +173,12 @@ impl Pg {
 pub(super) fn unavailable(error: sqlx::Error) -> anyhow::Error {
     anyhow::Error::new(error)
         .context("connecting to the database")
-        .context(Unavailable {
-            dependency: "the database",
-        })
+        .context(DATABASE_UNAVAILABLE)
 }
+
+const DATABASE_UNAVAILABLE: Unavailable = Unavailable {
+    dependency: "the database",
+};
 
 /// How long a read that lost its connection waits before it runs once more.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -212,10 +214,8 @@ where
 /// retry with the same Idempotency-Key is answered from the record or does the write, and
 /// a retried add that did land the first time is a 409.
 pub(super) fn unavailable_if_lost(error: anyhow::Error) -> anyhow::Error {
-    match lost_connection(&error) {
-        true => error.context(Unavailable {
-            dependency: "the database",
-        }),
+    match lost_connection(&error) && error.downcast_ref::<Unavailable>().is_none() {
+        true => error.context(DATABASE_UNAVAILABLE),
         false => error,
     }
 }
