@@ -254,7 +254,6 @@ pub struct DeployedFunction {
     pub logical_id: String,
     /// `Metadata.BuildProperties.Binary`.
     pub binary: Option<String>,
-    pub code_uri: Option<String>,
     /// The Globals' variables and its own, resolved; variables that resolve to nothing dropped.
     pub environment: BTreeMap<String, String>,
     /// What its policies allow: (action, resource ARN).
@@ -309,7 +308,7 @@ impl<'a> Deployment<'a> {
     }
 
     /// The value a parameter has in this target, as a string (a list parameter comma-joined).
-    pub fn parameter(&self, name: &str) -> Result<String> {
+    fn parameter(&self, name: &str) -> Result<String> {
         if let Some(value) = self.target.parameters.get(name) {
             return Ok(value.clone());
         }
@@ -628,7 +627,6 @@ impl<'a> Deployment<'a> {
             binary: resource["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
                 .map(str::to_string),
-            code_uri: properties["CodeUri"].as_str().map(str::to_string),
             environment,
             permissions,
             unread_policies,
