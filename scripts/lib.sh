@@ -508,6 +508,7 @@ start_tls_postgres() {
 	export TEST_TLS_PG_PORT=$port
 	export TEST_TLS_PG_CA=$dir/ca.crt
 	export TEST_TLS_PG_LOG=$dir/postgres.log
+	export TEST_PG_BIN=$bin # the fault test runs a server of its own with these
 	say "TLS Postgres ready on 127.0.0.1:$port (CA $TEST_TLS_PG_CA)"
 }
 

@@ -142,20 +142,15 @@ warm_functions() {
 	done
 }
 
-# url_with_password URL PASSWORD: URL with PASSWORD for its user; URL itself when it has a
-# password already or no user.
+# url_with_password URL PASSWORD: URL with PASSWORD (URL-safe) for its user; URL itself when it
+# has a password already or no user.
 url_with_password() {
-	python3 - "$1" "$2" <<'PY'
-import sys
-from urllib.parse import quote, urlsplit, urlunsplit
-url, password = sys.argv[1], sys.argv[2]
-parts = urlsplit(url)
-if parts.password is not None or not parts.username:
-    print(url)
-else:
-    host = parts.netloc.rsplit("@", 1)[1]
-    print(urlunsplit(parts._replace(netloc=f"{parts.username}:{quote(password, safe='')}@{host}")))
-PY
+	local url=$1 rest=${1#*://} userinfo
+	userinfo=${rest%%@*}
+	case $rest in
+	*@*) [[ $userinfo == *:* ]] && echo "$url" || echo "${url%%://*}://$userinfo:$2@${rest#*@}" ;;
+	*) echo "$url" ;;
+	esac
 }
 
 # ---------------------------------------------------------------------------------------------

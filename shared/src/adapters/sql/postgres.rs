@@ -209,10 +209,41 @@ where
     }
 }
 
-/// A write whose connection was lost is not retried: whether the statement reached the
-/// database cannot be told. It is the database being unavailable (503, `Retry-After`): a
-/// retry with the same Idempotency-Key is answered from the record or does the write, and
-/// a retried add that did land the first time is a 409.
+/// Runs a write of one statement, and once more when the server answered it by ending the
+/// session (an error response of SQLSTATE class 08 or 57P01-57P03: a failover, a restart,
+/// `pg_terminate_backend` of a connection that sat idle in the pool). A statement the server
+/// answered with an error ran in a transaction of its own that rolled back: it never took
+/// effect, and running it again writes once. `write` gives the statement's own result inside
+/// the result of getting a connection.
+///
+/// A write whose connection broke without the server's word (a reset, an end of stream) is
+/// not run again: whether it committed cannot be told. See [`unavailable_if_lost`].
+pub(super) async fn retrying_write<T, Fut>(write: impl Fn() -> Fut) -> anyhow::Result<Result<T, sqlx::Error>>
+where
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, sqlx::Error>>>,
+{
+    match write().await? {
+        Err(error)
+            if error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|c| session_ended(&c)) =>
+        {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "the database ended the session before a write ran; once more"
+            );
+            tokio::time::sleep(RETRY_PAUSE).await;
+            write().await
+        }
+        other => Ok(other),
+    }
+}
+
+/// A write whose connection was lost without the server's word is not retried: whether the
+/// statement reached the database cannot be told. It is the database being unavailable (503,
+/// `Retry-After`): a retry with the same Idempotency-Key is answered from the record or does
+/// the write, and a retried add that did land the first time is a 409.
 pub(super) fn unavailable_if_lost(error: anyhow::Error) -> anyhow::Error {
     match lost_connection(&error) && error.downcast_ref::<Unavailable>().is_none() {
         true => error.context(DATABASE_UNAVAILABLE),
@@ -229,11 +260,15 @@ fn lost_connection(error: &anyhow::Error) -> bool {
         .filter_map(|e| e.downcast_ref::<sqlx::Error>())
         .any(|e| match e {
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(e) => e
-                .code()
-                .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")),
+            sqlx::Error::Database(e) => e.code().is_some_and(|code| session_ended(&code)),
             _ => false,
         })
+}
+
+/// SQLSTATE class 08 (connection exception), or 57P01-57P03 (the session was terminated by an
+/// administrator, a crash or a shutdown, or the server does not accept connections yet).
+fn session_ended(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 /// "password authentication failed" (28P01) or "no such role / not allowed" (28000).
@@ -257,18 +292,17 @@ impl PgUserRepository {
 #[async_trait]
 impl UserInserter for PgUserRepository {
     async fn insert_user(&self, user: &User) -> Result<(), InsertUserError> {
-        let result = match self.db.connection().await {
-            Ok(mut conn) => {
-                sqlx::query(INSERT_USER)
-                    .persistent(self.db.persistent())
-                    .bind(user.id.as_uuid())
-                    .bind(user.email.as_str())
-                    .bind(user.password_hash.as_str())
-                    .execute(&mut *conn)
-                    .await
-            }
-            Err(e) => return Err(unavailable(e).into()),
-        };
+        let result = retrying_write(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            Ok(sqlx::query(INSERT_USER)
+                .persistent(self.db.persistent())
+                .bind(user.id.as_uuid())
+                .bind(user.email.as_str())
+                .bind(user.password_hash.as_str())
+                .execute(&mut *conn)
+                .await)
+        })
+        .await?;
         user_inserted(result)
     }
 }
@@ -319,14 +353,18 @@ const INSERT_FAVORITE: &str = "
 #[async_trait]
 impl FavoriteInserter for PgFavoriteRepository {
     async fn insert_favorite(&self, user: UserId, asset: &Asset) -> Result<Changed<Favorite>, InsertFavoriteError> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        let result: Result<(_, _, Option<i64>), _> = sqlx::query_as(INSERT_FAVORITE)
-            .persistent(self.db.persistent())
-            .bind(user.as_uuid())
-            .bind(asset.id.as_str())
-            .bind(stored_asset(asset)?)
-            .fetch_one(&mut *conn)
-            .await;
+        let stored = stored_asset(asset)?;
+        let result: Result<(_, _, Option<i64>), _> = retrying_write(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            Ok(sqlx::query_as(INSERT_FAVORITE)
+                .persistent(self.db.persistent())
+                .bind(user.as_uuid())
+                .bind(asset.id.as_str())
+                .bind(&stored)
+                .fetch_one(&mut *conn)
+                .await)
+        })
+        .await?;
         let (value, version) = favorite_inserted(result, asset)?;
         Ok(Changed {
             value,
@@ -362,9 +400,11 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         id: &FavoriteId,
         description: &Description,
     ) -> anyhow::Result<Option<Changed<Favorite>>> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        let row: Option<(String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
-            "with updated as (
+        type Updated = (String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>);
+        let row: Option<Updated> = retrying_write(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            Ok(sqlx::query_as(
+                "with updated as (
                  update favorites
                     set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)), updated_at = now()
                   where user_id = $1 and id = $2
@@ -375,13 +415,15 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
               returning favorites_version
              )
              select id, asset, created_at, updated_at, (select favorites_version from bumped) from updated",
-        )
-        .bind(user.as_uuid())
-        .bind(id.as_str())
-        .persistent(self.db.persistent())
-        .bind(description.as_str())
-        .fetch_optional(&mut *conn)
-        .await
+            )
+            .bind(user.as_uuid())
+            .bind(id.as_str())
+            .persistent(self.db.persistent())
+            .bind(description.as_str())
+            .fetch_optional(&mut *conn)
+            .await)
+        })
+        .await?
         .context("updating a favorite's description")
         .map_err(unavailable_if_lost)?;
         row.map(|(id, asset, created, updated, version)| {
@@ -397,9 +439,10 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
     async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
-        let mut conn = self.db.connection().await.map_err(unavailable)?;
-        let version: Option<Option<i64>> = sqlx::query_scalar(
-            "with deleted as (
+        let version: Option<Option<i64>> = retrying_write(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            Ok(sqlx::query_scalar(
+                "with deleted as (
                  delete from favorites where user_id = $1 and id = $2 returning id
              ), bumped as (
                  update users set favorites_version = favorites_version + 1
@@ -407,12 +450,14 @@ impl FavoriteRemover for PgFavoriteRepository {
               returning favorites_version
              )
              select (select favorites_version from bumped) from deleted",
-        )
-        .bind(user.as_uuid())
-        .persistent(self.db.persistent())
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await
+            )
+            .bind(user.as_uuid())
+            .persistent(self.db.persistent())
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await)
+        })
+        .await?
         .context("deleting a favorite")
         .map_err(unavailable_if_lost)?;
         version.map(version_from_column).transpose()
