@@ -69,10 +69,11 @@ impl Wiring {
         Secret::from_setting(setting, store)
     }
 
-    /// The database pool (reading its secret, when the credentials are stored), closed on
-    /// shutdown.
+    /// The database pool (reading its secret, when the credentials are stored) with its first
+    /// connection open, closed on shutdown.
     pub async fn database(&self, settings: &DatabaseSettings) -> anyhow::Result<Database> {
         let database = self.connect(settings).await?;
+        database.warm_up().await;
         let pool = database.clone();
         self.shutdown
             .lock()

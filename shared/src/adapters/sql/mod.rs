@@ -50,9 +50,9 @@ pub enum Database {
 const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../../infra/certs/rds-ca-bundle.pem");
 
 impl Database {
-    /// Builds the pool once per cold start. Postgres connections open lazily, on the first
-    /// query, so a cold start does not pay for a connection a request may never need. The
-    /// embedded default is migrated here; Postgres only through the `migrate` function.
+    /// Builds the pool once per cold start. Postgres connections open on the first query, or
+    /// at [`Database::warm_up`] (what the functions' wiring does). The embedded default is
+    /// migrated here; Postgres only through the `migrate` function.
     ///
     /// `credentials` is the secret of an RDS target (required there, unused otherwise): it is
     /// read here, once per cold start (a cold start fails when it cannot be read), and again
@@ -100,8 +100,8 @@ impl Database {
         Ok(database)
     }
 
-    /// A small pool per instance (one Lambda instance serves one request at a time), opened
-    /// lazily: a cold start does not pay for a connection a request may never need.
+    /// A small pool per instance (one Lambda instance serves one request at a time), with no
+    /// connection yet.
     fn postgres(
         settings: &DatabaseSettings,
         options: PgConnectOptions,
@@ -149,6 +149,26 @@ impl Database {
         match self {
             Self::Postgres(db) => Arc::new(PgUserRepository::new(db.clone())),
             Self::Sqlite(pool) => Arc::new(SqliteUserRepository::new(pool.clone())),
+        }
+    }
+
+    /// Opens the pool's first connection now, during the cold start, so that the first request
+    /// does not pay for it: TCP, TLS and SCRAM are most of a cold start's first answer
+    /// otherwise, and Lambda's init runs at full CPU. Within [`WARM_UP_WITHIN`]; a database that
+    /// cannot be reached now is the first request's concern (a 503 if it still cannot), not the
+    /// cold start's.
+    pub async fn warm_up(&self) {
+        let Self::Postgres(db) = self else { return };
+        match tokio::time::timeout(WARM_UP_WITHIN, db.connection()).await {
+            Ok(Ok(_returned_to_the_pool)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = format!("{error:#}"),
+                "no database connection at cold start; the first request will try again"
+            ),
+            Err(_) => tracing::warn!(
+                within_ms = WARM_UP_WITHIN.as_millis() as u64,
+                "no database connection at cold start in time; the first request will try again"
+            ),
         }
     }
 
@@ -278,6 +298,9 @@ impl Database {
 /// How many rows one round trip of the listing brings: large enough that round trips do not
 /// dominate, small enough that the rows in flight stay small (a chart is at most ~200 KB).
 const LIST_BATCH_ROWS: i64 = 256;
+
+/// The longest a cold start waits for its first database connection ([`Database::warm_up`]).
+const WARM_UP_WITHIN: Duration = Duration::from_secs(1);
 
 /// What is stored in the `asset` column: the asset without its id, which has its own column.
 fn stored_asset(asset: &Asset) -> anyhow::Result<serde_json::Value> {
