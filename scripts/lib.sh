@@ -159,14 +159,6 @@ port_open() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
 # free_port: print a TCP port that is free on 127.0.0.1 right now.
 free_port() {
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-		return
-	fi
 	local p i
 	for i in $(seq 1 50); do
 		p=$((20000 + RANDOM % 40000))
@@ -183,17 +175,7 @@ redact_url() { printf '%s' "$1" | sed -E 's#^([a-zA-Z0-9+.-]+://[^:/@]+):[^@/]*@
 
 # url_with_db URL NAME: the Postgres URL with its database (path) replaced by NAME; keeps
 # user, password, host, port and ?query.
-url_with_db() {
-	local url=$1 name=$2 query="" scheme rest authority
-	if [[ $url == *\?* ]]; then
-		query="?${url#*\?}"
-		url=${url%%\?*}
-	fi
-	scheme=${url%%://*}
-	rest=${url#*://}
-	authority=${rest%%/*}
-	printf '%s://%s/%s%s' "$scheme" "$authority" "$name" "$query"
-}
+url_with_db() { sed -E "s#^([a-z]+://[^/?]*)[^?]*#\1/$2#" <<<"$1"; }
 
 # tail_log FILE [LINES]: print the last lines of a log file, framed, to stderr.
 tail_log() {
@@ -262,10 +244,9 @@ process_tree() {
 
 # stop_tree PID [NAME]: stop a background server and everything it spawned (cargo lambda watch
 # starts each function in a session of its own, so killing a process group is not enough).
-# SIGTERM the root first so it can shut its children down itself, then SIGTERM whatever is
-# left of the tree, then SIGKILL after 10 s more.
+# SIGTERM the root first so it can shut its children down itself, then the rest of the tree.
 stop_tree() {
-	local root=$1 name=${2:-process $1} pids pid alive i
+	local root=$1 name=${2:-process $1} pids i
 	pids=$(process_tree "$root")
 	[ -n "$pids" ] || return 0
 	say "stopping $name (pid $root and $(($(wc -l <<<"$pids") - 1)) descendants)"
@@ -275,26 +256,15 @@ stop_tree() {
 		sleep 0.5
 	done
 	wait "$root" 2>/dev/null || true
-	for i in $(seq 1 20); do
-		alive=""
-		for pid in $pids; do
-			if kill -0 "$pid" 2>/dev/null; then alive+=" $pid"; fi
-		done
-		[ -n "$alive" ] || return 0
-		# shellcheck disable=SC2086
-		if [ "$i" -eq 1 ]; then kill -TERM $alive 2>/dev/null || true; fi
-		sleep 0.5
-	done
-	warn "$name: still running after SIGTERM, sending SIGKILL to:$alive"
-	# shellcheck disable=SC2086
-	kill -KILL $alive 2>/dev/null || true
+	# shellcheck disable=SC2086 # one pid per word
+	_term_then_kill "$name" $pids
 }
 
 # stop_by_env VAR=VALUE-PREFIX [NAME]: stop our processes whose environment contains an entry
 # starting with VAR=VALUE-PREFIX (e.g. function processes orphaned by a crashed emulator,
 # found by the runtime API address only they were given).
 stop_by_env() {
-	local marker=$1 name=${2:-processes with $1} f pid pids="" i alive
+	local marker=$1 name=${2:-processes with $1} f pid pids=""
 	for f in /proc/[0-9]*/environ; do
 		pid=${f#/proc/}
 		pid=${pid%/environ}
@@ -304,15 +274,23 @@ stop_by_env() {
 	[ -n "$pids" ] || return 0
 	say "stopping $name:$pids"
 	# shellcheck disable=SC2086
-	kill -TERM $pids 2>/dev/null || true
+	_term_then_kill "$name" $pids
+}
+
+# _term_then_kill NAME PID...: SIGTERM those still running, SIGKILL what is left after 10 s.
+_term_then_kill() {
+	local name=$1 pid alive i
+	shift
+	kill -TERM "$@" 2>/dev/null || true
 	for i in $(seq 1 20); do
 		alive=""
-		for pid in $pids; do
+		for pid in "$@"; do
 			if kill -0 "$pid" 2>/dev/null; then alive+=" $pid"; fi
 		done
 		[ -n "$alive" ] || return 0
 		sleep 0.5
 	done
+	warn "$name: still running after SIGTERM, sending SIGKILL to:$alive"
 	# shellcheck disable=SC2086
 	kill -KILL $alive 2>/dev/null || true
 }
@@ -398,19 +376,7 @@ start_moto() {
 	export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 	export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 	export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-	local i
-	for i in $(seq 1 60); do
-		curl -sf -o /dev/null "$AWS_ENDPOINT_URL/moto-api/" 2>/dev/null && break
-		kill -0 "$pid" 2>/dev/null || {
-			tail_log "$log"
-			die "moto_server exited at start (see above)"
-		}
-		[ "$i" -lt 60 ] || {
-			tail_log "$log"
-			die "moto_server did not answer on $AWS_ENDPOINT_URL within 30s"
-		}
-		sleep 0.5
-	done
+	wait_http "$AWS_ENDPOINT_URL/moto-api/" 60 "$log" "$pid"
 	say "moto_server ready: AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"
 }
 
@@ -455,15 +421,6 @@ ensure_postgres() {
 	port=$(free_port)
 	_pg_cluster "$bin" "$dir" "$port" "throwaway Postgres" "--auth=trust" \
 		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-	local i
-	for i in $(seq 1 30); do
-		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 && break
-		[ "$i" -lt 30 ] || {
-			tail_log "$dir/postgres.log"
-			die "the throwaway Postgres on port $port is not ready after 30s"
-		}
-		sleep 1
-	done
 	export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
 	say "Postgres: throwaway cluster ready, TEST_DATABASE_URL=$TEST_DATABASE_URL"
 	ensure_psql
