@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency fmt lint
+.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency bench-filters fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -43,6 +43,9 @@ bench-coldstart: ## Cold start (init, first answer) and binary size of each func
 
 bench-latency: ## Warm latency under aws-lambda-rie vs its REPORT duration, and through make run; list 10/100/1000 and get-favorite (bench latency, debug build)
 	@scripts/bench.sh latency
+
+bench-filters: ## A 1% filter (type, q) and a 304 against the plain 100-item page, 1M favorites (bench filters)
+	@scripts/bench.sh filters
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

@@ -96,6 +96,13 @@ EVENTS = {
     "list-favorites/bad-limit-400": event("GET", "/favorites", headers=AUTH, query={"limit": "0"}),
     "list-favorites/forged-cursor-400": event("GET", "/favorites", headers=AUTH, query={"cursor": "eyJmb3JnZWQiOnRydWV9.AAAAAAAAAAAAAAAAAAAAAA"}),
     "list-favorites/no-token-401": event("GET", "/favorites"),
+    "list-favorites/filtered-200": event("GET", "/favorites", headers=AUTH, query={"type": "chart,insight", "q": "revenue", "limit": "10"}),
+    "list-favorites/unknown-type-400": event("GET", "/favorites", headers=AUTH, query={"type": "video"}),
+    "list-favorites/empty-q-400": event("GET", "/favorites", headers=AUTH, query={"q": " "}),
+    "list-favorites/bad-if-none-match-400": event("GET", "/favorites", headers={**AUTH, "If-None-Match": "not-quoted"}),
+    "get-favorite/bad-if-none-match-400": event("GET", "/favorites/x", "/favorites/{id}", headers={**AUTH, "If-None-Match": "not-quoted"}, path_params={"id": "x"}),
+    "update-favorite/weak-if-match-412": event("PATCH", "/favorites/x", "/favorites/{id}", body={"description": "new"}, headers={**JSON, **AUTH, "If-Match": 'W/"1.2"'}, path_params={"id": "x"}),
+    "remove-favorite/foreign-if-match-412": event("DELETE", "/favorites/x", "/favorites/{id}", headers={**AUTH, "If-Match": '"not-ours"'}, path_params={"id": "x"}),
 }
 
 if __name__ == "__main__":

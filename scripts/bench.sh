@@ -2,14 +2,14 @@
 # make bench-<name>: start the services benchmark <name> needs, build it, run `bench <name>`.
 # What each benchmark measures, its knobs (BENCH_* variables) and its report: tests/src/bench/.
 #
-#     scripts/bench.sh login|list|cache|enrichment|coldstart|latency
+#     scripts/bench.sh login|list|cache|enrichment|coldstart|latency|filters
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 name=${1:-}
 case $name in
-login | list | cache | enrichment | coldstart | latency) ;;
-*) die "usage: scripts/bench.sh login|list|cache|enrichment|coldstart|latency" ;;
+login | list | cache | enrichment | coldstart | latency | filters) ;;
+*) die "usage: scripts/bench.sh login|list|cache|enrichment|coldstart|latency|filters" ;;
 esac
 mkdir -p .local
 
@@ -22,10 +22,10 @@ add_cleanup "stop_by_env 'BENCH_RUN_MARKER=$marker' 'leftover bench processes'; 
 
 step "Services for bench $name" "set TEST_DATABASE_URL / TEST_REDIS_URL to reachable servers, or unset them to get throwaway ones"
 case $name in
-login | list | cache | enrichment | latency) ensure_postgres ;;
+login | list | cache | enrichment | latency | filters) ensure_postgres ;;
 esac
 case $name in
-login | list | cache | latency)
+login | list | cache | latency | filters)
 	ensure_venv
 	ensure_cargo_lambda
 	;;

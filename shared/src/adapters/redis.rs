@@ -326,6 +326,10 @@ fn number_of(value: &Value) -> anyhow::Result<u64> {
 #[async_trait]
 impl FavoriteCache for RedisFavoriteCache {
     async fn page(&self, user: UserId, query: &ListQuery) -> anyhow::Result<Option<CachedPage>> {
+        // The entry is the unfiltered list: a filtered page is never in it.
+        if !query.filter.is_everything() {
+            return Ok(None);
+        }
         let start = match &query.after {
             Some(after) => format!("({}", sort_key(after)),
             None => "+".to_string(),

@@ -165,6 +165,24 @@ pub struct Favorite {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Favorite {
+    pub fn revision(&self) -> Revision {
+        Revision {
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A favorite's state as of its last change. The store moves `updated_at` strictly forward on
+/// every change, and a favorite removed and added again has a later `created_at`: two reads
+/// with the same revision read the same favorite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision {
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Timestamps always with six fractional digits, `2026-11-20T10:00:00.123456Z`: the shape both
 /// SQL dialects print in listings, so a favorite reads the same from every route.
 fn micros<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {

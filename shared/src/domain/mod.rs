@@ -2,12 +2,14 @@
 //! `parse`/`TryFrom`, and the core never re-checks. Imports no framework and no I/O crate.
 
 mod favorite;
+mod filter;
 mod user;
 
 pub use favorite::{
     Asset, AssetInput, AssetKind, Audience, AudienceRules, Chart, Description, Favorite, FavoriteId, Gender, Insight,
-    Point, PointX, RulesInput,
+    Point, PointX, Revision, RulesInput,
 };
+pub use filter::{AssetType, ListFilter, SEARCH_MAX_CHARS, SearchText};
 pub use user::{Email, Password, PasswordHash, User, UserId};
 
 /// Why a piece of input was refused: which field (a JSON pointer) and what is wrong with it.

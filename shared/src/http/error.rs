@@ -54,6 +54,20 @@ impl ApiError {
         error
     }
 
+    /// A 400 blaming a request header.
+    pub fn bad_header(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail).in_header(name)
+    }
+
+    /// `If-Match` named a state the favorite is no longer in.
+    pub fn precondition_failed() -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "the favorite changed since the ETag given in If-Match; read it again and retry with its new ETag",
+        )
+        .in_header("If-Match")
+    }
+
     /// Blames a request header (JSON:API 1.1 `source.header`).
     pub fn in_header(mut self, name: impl Into<String>) -> Self {
         self.source = Some(Source::Header(name.into()));
@@ -245,6 +259,7 @@ impl From<UpdateFavoriteError> for ApiError {
     fn from(error: UpdateFavoriteError) -> Self {
         match error {
             UpdateFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
+            UpdateFavoriteError::Stale => Self::precondition_failed(),
             UpdateFavoriteError::Unknown(e) => Self::internal(e),
         }
     }
@@ -254,6 +269,7 @@ impl From<RemoveFavoriteError> for ApiError {
     fn from(error: RemoveFavoriteError) -> Self {
         match error {
             RemoveFavoriteError::NotFound => Self::not_found(NO_SUCH_FAVORITE),
+            RemoveFavoriteError::Stale => Self::precondition_failed(),
             RemoveFavoriteError::Unknown(e) => Self::internal(e),
         }
     }

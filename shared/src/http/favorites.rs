@@ -1,22 +1,24 @@
 //! `POST /favorites`, `GET|PATCH|DELETE /favorites/{id}`: one router per function, each
-//! holding only the port its operation uses.
+//! holding only the port its operation uses. A favorite is answered with its `ETag`; `GET`
+//! honours `If-None-Match`, `PATCH` and `DELETE` honour `If-Match` (see [`super::conditional`]).
 
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::auth::{AuthUser, authenticated};
+use super::conditional::{Condition, EntityTag, expected_revision};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::finish;
 use super::idempotency::{IdempotencyLayer, idempotent};
-use crate::domain::{AssetInput, Description, FavoriteId, Invalid};
+use crate::domain::{AssetInput, Description, Favorite, FavoriteId, Invalid};
 use crate::ports::{AccessTokens, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favorite};
@@ -39,6 +41,12 @@ impl<P: ?Sized> Clone for FavoritesState<P> {
             cache: self.cache.clone(),
         }
     }
+}
+
+/// A favorite as the answer's body, with its ETag.
+fn with_etag(status: StatusCode, favorite: &Favorite) -> Response {
+    let etag = EntityTag::of_favorite(&favorite.revision());
+    (status, [(header::ETAG, etag.header_value())], Json(favorite)).into_response()
 }
 
 fn favorite_id(path: Result<Path<String>, PathRejection>) -> Result<FavoriteId, ApiError> {
@@ -79,11 +87,16 @@ async fn get_handler(
     State(state): State<FavoritesState<dyn FavoriteGetter>>,
     AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = favorite_id(path)?;
-    Ok(Json(
-        get_favorite::get_favorite(state.favorites.as_ref(), user, &id).await?,
-    ))
+    let has = Condition::if_none_match(&headers)?;
+    let favorite = get_favorite::get_favorite(state.favorites.as_ref(), user, &id).await?;
+    let etag = EntityTag::of_favorite(&favorite.revision());
+    if has.is_some_and(|has| has.has(&etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag.header_value())]).into_response());
+    }
+    Ok(with_etag(StatusCode::OK, &favorite))
 }
 
 /// `{description}`: the one editable field. Anything else is refused by name rather than
@@ -117,20 +130,22 @@ async fn update_handler(
     State(state): State<FavoritesState<dyn FavoriteDescriptionUpdater>>,
     AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<PatchBody, PATCH_LIMIT>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let id = favorite_id(path)?;
+    let expected = expected_revision(&headers)?;
     let description = body.parse()?;
-    Ok(Json(
-        update_favorite::update_description(
-            state.favorites.as_ref(),
-            state.cache.as_deref(),
-            user,
-            &id,
-            &description,
-        )
-        .await?,
-    ))
+    let favorite = update_favorite::update_description(
+        state.favorites.as_ref(),
+        state.cache.as_deref(),
+        user,
+        &id,
+        &description,
+        expected,
+    )
+    .await?;
+    Ok(with_etag(StatusCode::OK, &favorite))
 }
 
 pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>, tokens: Arc<dyn AccessTokens>) -> Router {
@@ -144,8 +159,10 @@ async fn remove_handler(
     State(state): State<FavoritesState<dyn FavoriteRemover>>,
     AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = favorite_id(path)?;
-    remove_favorite::remove_favorite(state.favorites.as_ref(), state.cache.as_deref(), user, &id).await?;
+    let expected = expected_revision(&headers)?;
+    remove_favorite::remove_favorite(state.favorites.as_ref(), state.cache.as_deref(), user, &id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,10 @@
 //! tests), so a slow client slows the query instead of filling memory, and a client that goes
 //! away drops the stream and with it the query.
 //!
+//! The answer carries a weak `ETag` made of the user's favorites version and the query
+//! ([`super::conditional`]); with a matching `If-None-Match` it is a 304 that read one primary
+//! key (the version) and no favorite.
+//!
 //! Formats: JSON `{"data":[…],"next_cursor":…}` by default; with `Accept: application/x-ndjson`
 //! one favorite per line and a last line `{"next_cursor":…}`.
 //!
@@ -27,16 +31,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::auth::{AuthUser, authenticated};
+use super::conditional::{Condition, EntityTag};
 use super::error::ApiError;
 use super::finish;
 use super::observe::RequestId;
-use super::paging::{CursorCodec, ListParams, Paging};
-use crate::domain::UserId;
+use super::paging::{CursorCodec, CursorScope, ListParams, Paging};
 use crate::metrics::{self, Distribution};
 use crate::ports::{AccessTokens, CursorKeys, FavoriteLister, FavoriteStream, ListPosition};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
-use crate::usecases::list_favorites::list_favorites;
+use crate::usecases::list_favorites::{current_version, list_favorites};
 
 /// Body chunk size: big enough that per-chunk overhead (a frame through the Lambda runtime
 /// API) is small, small enough to reach the client promptly and keep memory flat.
@@ -94,9 +98,27 @@ async fn list_handler(
     let cursors = Arc::new(CursorCodec::new(state.cursor_keys.cursor_keys().await));
     let paging = Paging::parse(params, &cursors, user)?;
     let format = Format::from_accept(&headers);
-    let rows = list_favorites(state.favorites.as_ref(), state.cache.as_ref(), user, paging.query)
+    let has = Condition::if_none_match(&headers)?;
+    let version = current_version(state.favorites.as_ref(), user)
         .await
         .map_err(ApiError::internal)?;
+    let etag = EntityTag::of_list(
+        user,
+        version,
+        &format!("{}\u{1f}{}", paging.key(), format.content_type()),
+    );
+    if has.is_some_and(|has| has.has(&etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag.header_value())]).into_response());
+    }
+    let rows = list_favorites(
+        state.favorites.as_ref(),
+        state.cache.as_ref(),
+        user,
+        paging.query,
+        Some(version),
+    )
+    .await
+    .map_err(ApiError::internal)?;
     let mut rows = match &state.enrichment {
         // Passed on to the service, so that its logs and ours can be joined.
         Some(enrichment) => enrichment.enrich(user, rows, request_id),
@@ -105,11 +127,11 @@ async fn list_handler(
     // Wait for the first row before answering: a database that is down is still a clean
     // 500 here, with a JSON:API body, rather than a 200 that breaks off.
     let first = rows.next().await.transpose().map_err(ApiError::internal)?;
-    let body = render(first, rows, format, paging.page_size, user, cursors);
+    let body = render(first, rows, format, paging.page_size, paging.scope, cursors);
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response_headers.insert(header::ETAG, etag.header_value());
     Ok(response)
 }
 
@@ -119,7 +141,7 @@ fn render(
     mut rows: FavoriteStream,
     format: Format,
     page_size: Option<u64>,
-    user: UserId,
+    scope: CursorScope,
     cursors: Arc<CursorCodec>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     async_stream::try_stream! {
@@ -173,7 +195,7 @@ fn render(
             }
         }
         let next_cursor = match (more, last) {
-            (true, Some(position)) => serde_json::Value::String(cursors.encode(user, &position)),
+            (true, Some(position)) => serde_json::Value::String(cursors.encode(&scope, &position)),
             _ => serde_json::Value::Null,
         };
         match format {
@@ -197,6 +219,7 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
+    use crate::domain::{ListFilter, UserId};
     use crate::ports::ListedFavorite;
 
     fn row(id: &str) -> ListedFavorite {
@@ -209,6 +232,10 @@ mod tests {
         }
     }
 
+    fn scope() -> CursorScope {
+        CursorScope::new(UserId::generate(), &ListFilter::default())
+    }
+
     /// Rows `a` and `b`, then the database goes away.
     fn breaking_rows() -> FavoriteStream {
         Box::pin(futures::stream::iter(vec![
@@ -219,7 +246,7 @@ mod tests {
 
     async fn body(format: Format, rows: FavoriteStream, page_size: Option<u64>) -> (Vec<u8>, bool) {
         let cursors = Arc::new(CursorCodec::new(vec![[7; 32]]));
-        let stream = render(Some(row("a")), rows, format, page_size, UserId::generate(), cursors);
+        let stream = render(Some(row("a")), rows, format, page_size, scope(), cursors);
         let mut stream = std::pin::pin!(stream);
         let mut bytes = Vec::new();
         loop {
@@ -283,7 +310,7 @@ mod tests {
             }),
         ));
         let cursors = Arc::new(CursorCodec::new(vec![[7; 32]]));
-        let stream = render(Some(row("a")), rows, Format::Json, Some(2), UserId::generate(), cursors);
+        let stream = render(Some(row("a")), rows, Format::Json, Some(2), scope(), cursors);
         let mut stream = std::pin::pin!(stream);
         let last = stream.try_next().await.unwrap().unwrap();
         assert!(last.ends_with(b"}"), "the whole page in its one chunk");

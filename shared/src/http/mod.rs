@@ -3,6 +3,7 @@
 //! (`lambda_http::run`) and in tests (`tower::ServiceExt::oneshot`).
 
 mod auth;
+mod conditional;
 pub mod error;
 pub mod extract;
 mod favorites;

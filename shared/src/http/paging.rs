@@ -1,9 +1,10 @@
-//! Paging parameters of `GET /favorites` and the opaque cursor.
+//! The query parameters of `GET /favorites` (paging and filters) and the opaque cursor.
 //!
 //! A cursor is `base64url(position) "." base64url(mac)`, where the MAC (HMAC-SHA256, truncated
-//! to 128 bits) covers the user id and the position. A cursor edited by hand, made up, or
-//! issued to another user fails the MAC and is a 400: it can never select another user's rows,
-//! and the listing query is scoped by the token's user in any case.
+//! to 128 bits) covers the user id, the listing's filter and the position. A cursor edited by
+//! hand, made up, issued to another user or for another filter fails the MAC and is a 400: it
+//! can never select another user's rows (the listing query is scoped by the token's user in any
+//! case), and a position in one filtered list is never taken for a position in another.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::error::ApiError;
-use crate::domain::UserId;
+use crate::domain::{AssetType, ListFilter, SearchText, UserId};
 use crate::ports::{ListPosition, ListQuery};
 
 pub const DEFAULT_LIMIT: u64 = 100;
@@ -35,16 +36,19 @@ impl CursorCodec {
         Self { keys }
     }
 
-    fn mac(key: &[u8; 32], user: UserId, payload: &[u8]) -> Hmac<Sha256> {
+    fn mac(key: &[u8; 32], scope: &CursorScope, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-        mac.update(user.as_uuid().as_bytes());
+        mac.update(scope.user.as_uuid().as_bytes());
+        // Length-prefixed, so that no filter and payload can pass for another pair.
+        mac.update(&(scope.filter.len() as u64).to_be_bytes());
+        mac.update(scope.filter.as_bytes());
         mac.update(payload);
         mac
     }
 
-    pub fn encode(&self, user: UserId, position: &ListPosition) -> String {
+    pub fn encode(&self, scope: &CursorScope, position: &ListPosition) -> String {
         let payload = format!("{}:{}", position.created_at.timestamp_micros(), position.id);
-        let tag = Self::mac(&self.keys[0], user, payload.as_bytes())
+        let tag = Self::mac(&self.keys[0], scope, payload.as_bytes())
             .finalize()
             .into_bytes();
         format!(
@@ -54,7 +58,7 @@ impl CursorCodec {
         )
     }
 
-    pub fn decode(&self, user: UserId, cursor: &str) -> Option<ListPosition> {
+    pub fn decode(&self, scope: &CursorScope, cursor: &str) -> Option<ListPosition> {
         let (payload, tag) = cursor.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
@@ -63,7 +67,7 @@ impl CursorCodec {
         }
         self.keys
             .iter()
-            .any(|key| Self::mac(key, user, &payload).verify_truncated_left(&tag).is_ok())
+            .any(|key| Self::mac(key, scope, &payload).verify_truncated_left(&tag).is_ok())
             .then_some(())?;
         let payload = String::from_utf8(payload).ok()?;
         let (micros, id) = payload.split_once(':')?;
@@ -75,12 +79,32 @@ impl CursorCodec {
     }
 }
 
+/// What a cursor is bound to: the user it was issued to and the filter of its listing.
+#[derive(Debug, Clone)]
+pub struct CursorScope {
+    user: UserId,
+    filter: String,
+}
+
+impl CursorScope {
+    pub fn new(user: UserId, filter: &ListFilter) -> Self {
+        Self {
+            user,
+            filter: filter.key(),
+        }
+    }
+}
+
 /// The query string as sent; unknown parameters are ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     pub limit: Option<String>,
     pub cursor: Option<String>,
     pub page: Option<String>,
+    /// Asset types, comma-separated: `type=chart,insight`.
+    #[serde(rename = "type")]
+    pub types: Option<String>,
+    pub q: Option<String>,
 }
 
 /// What to ask the store for, and how many of the rows to show: the store is asked for one
@@ -89,10 +113,49 @@ pub struct ListParams {
 pub struct Paging {
     pub query: ListQuery,
     pub page_size: Option<u64>,
+    /// What the page's `next_cursor` is bound to.
+    pub scope: CursorScope,
+}
+
+impl Paging {
+    /// Everything in the query that shapes the answer, one spelling per answer: what a list's
+    /// ETag is made of (with the format and the version).
+    pub fn key(&self) -> String {
+        let after = self
+            .query
+            .after
+            .as_ref()
+            .map(|p| (p.created_at.timestamp_micros(), &p.id));
+        format!(
+            "size={:?}\u{1f}offset={}\u{1f}after={after:?}\u{1f}{}",
+            self.page_size,
+            self.query.offset,
+            self.query.filter.key()
+        )
+    }
+}
+
+/// The filter parameters: `type` (one or more types, comma-separated) and `q`.
+fn parse_filter(types: Option<&str>, q: Option<&str>) -> Result<ListFilter, ApiError> {
+    let types = match types {
+        None => Vec::new(),
+        Some(raw) => raw
+            .split(',')
+            .map(|name| AssetType::parse(name.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::bad_parameter("type", e.detail))?,
+    };
+    let text = q
+        .map(SearchText::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_parameter("q", e.detail))?;
+    Ok(ListFilter::new(types, text))
 }
 
 impl Paging {
     pub fn parse(params: ListParams, cursors: &CursorCodec, user: UserId) -> Result<Self, ApiError> {
+        let filter = parse_filter(params.types.as_deref(), params.q.as_deref())?;
+        let scope = CursorScope::new(user, &filter);
         let page_size = match params.limit.as_deref().map(str::trim) {
             None => Some(DEFAULT_LIMIT),
             Some("all") => None,
@@ -115,10 +178,11 @@ impl Paging {
         };
         let after = match params.cursor.as_deref() {
             None => None,
-            Some(raw) => Some(cursors.decode(user, raw.trim()).ok_or_else(|| {
+            Some(raw) => Some(cursors.decode(&scope, raw.trim()).ok_or_else(|| {
                 ApiError::bad_parameter(
                     "cursor",
-                    "is not a cursor this API issued to you; use next_cursor as given",
+                    "is not a cursor this API issued to you for this filter; use next_cursor as given, \
+                     with the type and q it came with",
                 )
             })?),
         };
@@ -138,8 +202,10 @@ impl Paging {
                 after,
                 offset,
                 limit: page_size.map(|n| n + 1),
+                filter,
             },
             page_size,
+            scope,
         })
     }
 }
@@ -164,21 +230,88 @@ mod tests {
             limit: limit.map(Into::into),
             cursor: cursor.map(Into::into),
             page: page.map(Into::into),
+            ..ListParams::default()
         }
+    }
+
+    fn filtered(types: Option<&str>, q: Option<&str>, cursor: Option<String>) -> ListParams {
+        ListParams {
+            types: types.map(Into::into),
+            q: q.map(Into::into),
+            cursor,
+            ..ListParams::default()
+        }
+    }
+
+    fn unfiltered(user: UserId) -> CursorScope {
+        CursorScope::new(user, &ListFilter::default())
     }
 
     #[test]
     fn a_cursor_round_trips_for_its_user_only() {
         let (alice, bob) = (UserId::generate(), UserId::generate());
-        let cursor = codec().encode(alice, &position());
-        assert_eq!(codec().decode(alice, &cursor), Some(position()));
-        assert_eq!(codec().decode(bob, &cursor), None);
+        let cursor = codec().encode(&unfiltered(alice), &position());
+        assert_eq!(codec().decode(&unfiltered(alice), &cursor), Some(position()));
+        assert_eq!(codec().decode(&unfiltered(bob), &cursor), None);
+    }
+
+    #[test]
+    fn a_cursor_is_refused_with_another_filter_than_its_own() {
+        let user = UserId::generate();
+        let charts = Paging::parse(filtered(Some("chart"), Some("churn"), None), &codec(), user).unwrap();
+        let cursor = codec().encode(&charts.scope, &position());
+        let same = filtered(Some(" chart"), Some("churn "), Some(cursor.clone()));
+        assert_eq!(
+            Paging::parse(same, &codec(), user).unwrap().query.after,
+            Some(position())
+        );
+        for other in [
+            filtered(None, Some("churn"), Some(cursor.clone())),
+            filtered(Some("chart,insight"), Some("churn"), Some(cursor.clone())),
+            filtered(Some("chart"), None, Some(cursor.clone())),
+            filtered(Some("chart"), Some("churned"), Some(cursor.clone())),
+        ] {
+            let error = Paging::parse(other, &codec(), user).unwrap_err();
+            assert_eq!(error.body()["errors"][0]["source"]["parameter"], "cursor");
+        }
+    }
+
+    #[test]
+    fn filters_are_parsed_into_the_query() {
+        let paging = Paging::parse(
+            filtered(Some("insight,chart"), Some(" Churn "), None),
+            &codec(),
+            UserId::generate(),
+        )
+        .unwrap();
+        let expected = ListFilter::new(
+            [AssetType::Chart, AssetType::Insight],
+            Some(SearchText::parse("Churn").unwrap()),
+        );
+        assert_eq!(paging.query.filter, expected);
+    }
+
+    #[test]
+    fn bad_filters_name_the_parameter() {
+        let user = UserId::generate();
+        let long = "x".repeat(crate::domain::SEARCH_MAX_CHARS + 1);
+        for (p, name) in [
+            (filtered(Some("dashboard"), None, None), "type"),
+            (filtered(Some(""), None, None), "type"),
+            (filtered(Some("chart,"), None, None), "type"),
+            (filtered(None, Some(""), None), "q"),
+            (filtered(None, Some("  "), None), "q"),
+            (filtered(None, Some(&long), None), "q"),
+        ] {
+            let error = Paging::parse(p, &codec(), user).unwrap_err();
+            assert_eq!(error.body()["errors"][0]["source"]["parameter"], name);
+        }
     }
 
     #[test]
     fn an_edited_or_invented_cursor_is_refused() {
-        let user = UserId::generate();
-        let cursor = codec().encode(user, &position());
+        let user = unfiltered(UserId::generate());
+        let cursor = codec().encode(&user, &position());
         let (payload, tag) = cursor.split_once('.').unwrap();
         let forged_payload = URL_SAFE_NO_PAD.encode("0:zzz");
         for bad in [
@@ -187,7 +320,7 @@ mod tests {
             "garbage".into(),
             String::new(),
         ] {
-            assert_eq!(codec().decode(user, &bad), None, "{bad}");
+            assert_eq!(codec().decode(&user, &bad), None, "{bad}");
         }
     }
 

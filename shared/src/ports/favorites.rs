@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use crate::domain::{Asset, Description, Favorite, FavoriteId, UserId};
+use crate::domain::{Asset, Description, Favorite, FavoriteId, ListFilter, Revision, UserId};
 
 /// How many changes a user's favorites have seen. The store bumps it in the same transaction
 /// as every insert, update and delete, so versions follow commit order and a snapshot that
@@ -44,23 +44,43 @@ pub trait FavoriteGetter: Send + Sync {
     async fn get_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<Favorite>>;
 }
 
+/// Why a change of one favorite was not made (beside there being no such favorite).
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeFavoriteError {
+    /// The favorite exists, but is no longer in the revision the change expected.
+    #[error("the favorite changed since the expected revision")]
+    Stale,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 #[async_trait]
 pub trait FavoriteDescriptionUpdater: Send + Sync {
-    /// Replaces the description, moves `updated_at` and bumps the version; `None` (and no new
-    /// version) when `user` has no such favorite.
+    /// Replaces the description, moves `updated_at` strictly forward and bumps the version;
+    /// `None` (and no new version) when `user` has no such favorite.
+    ///
+    /// With `expected`, MUST change nothing and return [`ChangeFavoriteError::Stale`] unless
+    /// the favorite is in that revision when the change is made (decided by the store, not by
+    /// a read before the write).
     async fn update_description(
         &self,
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Changed<Favorite>>>;
+        expected: Option<Revision>,
+    ) -> Result<Option<Changed<Favorite>>, ChangeFavoriteError>;
 }
 
 #[async_trait]
 pub trait FavoriteRemover: Send + Sync {
     /// Deletes `user`'s favorite and returns the new version; `None` (and no new version) when
-    /// there was none.
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>>;
+    /// there was none. `expected` as for [`FavoriteDescriptionUpdater::update_description`].
+    async fn remove_favorite(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        expected: Option<Revision>,
+    ) -> Result<Option<FavoritesVersion>, ChangeFavoriteError>;
 }
 
 /// The position of a favorite in the listing order (newest first, then id descending).
@@ -79,6 +99,8 @@ pub struct ListQuery {
     pub offset: u64,
     /// At most this many; `None` for all.
     pub limit: Option<u64>,
+    /// Only the favorites this filter keeps; offset, limit and keyset count within them.
+    pub filter: ListFilter,
 }
 
 /// One listed favorite, already serialised: the list is the hot path and a favorite goes from

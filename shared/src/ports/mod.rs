@@ -18,8 +18,9 @@ pub use auth::{AccessTokens, CursorKeys, IssuedToken, PasswordHasher, TokenRejec
 pub use cache::{CacheChange, CachedEnrichment, CachedPage, EnrichmentCache, FavoriteCache, FillTicket};
 pub use enrichment::{AssetRef, EnrichmentClient, FetchError, Metadata};
 pub use favorites::{
-    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite, Listing,
+    ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
+    FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, ListPosition, ListQuery, ListedFavorite,
+    Listing,
 };
 pub use health::{DatabaseHealth, Unavailable};
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, RecordState, StoredResponse};

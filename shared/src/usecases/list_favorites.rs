@@ -5,10 +5,20 @@ use futures::StreamExt;
 
 use super::cache::CacheGuard;
 use crate::domain::UserId;
-use crate::ports::{FavoriteLister, FavoriteStream, FillTicket, ListQuery, ListedFavorite};
+use crate::ports::{FavoriteLister, FavoriteStream, FavoritesVersion, FillTicket, ListQuery, ListedFavorite};
 
 /// Rows per fill call: one Redis round trip per this many rows read.
 const FILL_BATCH_ROWS: usize = 128;
+
+/// The current version of the user's favorites: one primary-key lookup, and what a list's
+/// ETag is made of. A listing that starts after this read shows this version or a later one,
+/// so a list labelled with it is never newer than its label says.
+pub async fn current_version(favorites: &dyn FavoriteLister, user: UserId) -> anyhow::Result<FavoritesVersion> {
+    favorites
+        .favorites_version(user)
+        .await
+        .context("reading the favorites version")
+}
 
 /// The user's favorites in listing order, as a stream: nothing here collects rows.
 ///
@@ -18,17 +28,29 @@ const FILL_BATCH_ROWS: usize = 128;
 /// same listing goes on past the page, up to the per-user cap, to fill the cache: the rows
 /// past the page are read after the page is sent and before the stream ends, so the fill is
 /// finished before the function returns (Lambda freezes the process after the response).
+///
+/// The cache holds the unfiltered list only: a filtered list is always the database's, served
+/// by its own indexes, so a filter is as correct with the cache on as with it off.
+///
+/// `known`: the version [`current_version`] read for this request already, if it did; the
+/// cache is checked against it instead of reading it again.
 pub async fn list_favorites(
     favorites: &dyn FavoriteLister,
     cache: Option<&Arc<CacheGuard>>,
     user: UserId,
     query: ListQuery,
+    known: Option<FavoritesVersion>,
 ) -> anyhow::Result<FavoriteStream> {
-    let Some(cache) = cache else {
+    let Some(cache) = cache.filter(|_| query.filter.is_everything()) else {
         return favorites.list_favorites(user, query).await;
     };
-    let (current, cached) = tokio::join!(favorites.favorites_version(user), cache.peek(user, &query));
-    let current = current.context("reading the favorites version")?;
+    let (current, cached) = match known {
+        Some(current) => (current, cache.peek(user, &query).await),
+        None => {
+            let (current, cached) = tokio::join!(current_version(favorites, user), cache.peek(user, &query));
+            (current?, cached)
+        }
+    };
     if let Some(rows) = cache.page_if_current(cached, current) {
         return Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok))));
     }

@@ -19,7 +19,7 @@ use shared::adapters::redis::CachePolicy;
 use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
 use shared::config::CacheSettings;
-use shared::domain::{Asset, AssetInput, Description, FavoriteId, UserId};
+use shared::domain::{Asset, AssetInput, Description, FavoriteId, ListFilter, SearchText, UserId};
 use shared::ports::ListQuery;
 use shared::usecases::cache::{COOL_DOWN, CacheGuard, CacheStats};
 use shared::usecases::{add_favorite, list_favorites, remove_favorite, update_favorite};
@@ -69,6 +69,7 @@ fn query(limit: Option<u64>) -> ListQuery {
         after: None,
         offset: 0,
         limit,
+        filter: ListFilter::default(),
     }
 }
 
@@ -81,7 +82,7 @@ async fn database_list(db: &Database, user: UserId) -> Vec<Value> {
 async fn served_list(db: &Database, cache: &Arc<CacheGuard>, user: UserId, q: ListQuery) -> Vec<Value> {
     let favorites = db.favorites();
     crate::support::json_rows(
-        list_favorites::list_favorites(favorites.as_ref(), Some(cache), user, q)
+        list_favorites::list_favorites(favorites.as_ref(), Some(cache), user, q, None)
             .await
             .unwrap(),
     )
@@ -232,19 +233,29 @@ async fn no_interleaving_of_changes_and_lists_leaves_the_cache_wrong() {
                                 user,
                                 &id_typed,
                                 &description,
+                                None,
                             )
                             .await;
                         }
                         5..=6 => {
-                            let _ = remove_favorite::remove_favorite(favorites.as_ref(), Some(&cache), user, &id_typed)
-                                .await;
+                            let _ = remove_favorite::remove_favorite(
+                                favorites.as_ref(),
+                                Some(&cache),
+                                user,
+                                &id_typed,
+                                None,
+                            )
+                            .await;
                         }
                         7..=8 => {
+                            // As the handler does: the version read first, for the ETag.
+                            let known = list_favorites::current_version(favorites.as_ref(), user).await.unwrap();
                             let rows: Vec<_> = list_favorites::list_favorites(
                                 favorites.as_ref(),
                                 Some(&cache),
                                 user,
                                 query(Some(limit)),
+                                Some(known),
                             )
                             .await
                             .unwrap()
@@ -254,13 +265,18 @@ async fn no_interleaving_of_changes_and_lists_leaves_the_cache_wrong() {
                             assert!(rows.len() as u64 <= limit);
                         }
                         _ => {
-                            let rows: Vec<_> =
-                                list_favorites::list_favorites(favorites.as_ref(), Some(&cache), user, query(None))
-                                    .await
-                                    .unwrap()
-                                    .try_collect()
-                                    .await
-                                    .unwrap();
+                            let rows: Vec<_> = list_favorites::list_favorites(
+                                favorites.as_ref(),
+                                Some(&cache),
+                                user,
+                                query(None),
+                                None,
+                            )
+                            .await
+                            .unwrap()
+                            .try_collect()
+                            .await
+                            .unwrap();
                             drop(rows);
                         }
                     }
@@ -296,6 +312,52 @@ async fn no_interleaving_of_changes_and_lists_leaves_the_cache_wrong() {
 }
 
 #[tokio::test]
+async fn a_filtered_list_is_the_databases_with_the_cache_warm_and_after_changes() {
+    let test_db = crate::support::postgres().await;
+    let db = &test_db.database;
+    let cache = guard(&cache_config(&redis_url(), 1000, 1 << 20));
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    for i in 0..6 {
+        add_favorite::add_favorite(favorites.as_ref(), Some(&cache), user, insight(&format!("f{i}"), 1))
+            .await
+            .unwrap();
+    }
+    let ends_in_3 = ListQuery {
+        filter: ListFilter::new([], Some(SearchText::parse("3").unwrap())),
+        ..query(None)
+    };
+    let database_filtered =
+        || async { crate::support::json_rows(favorites.list_favorites(user, ends_in_3.clone()).await.unwrap()).await };
+    // The unfiltered list fills the cache; a filter is not served from it.
+    served_list(db, &cache, user, query(None)).await;
+    let hits = || CacheStats::get(&cache.stats.hits);
+    let before = hits();
+    let filtered = served_list(db, &cache, user, ends_in_3.clone()).await;
+    assert_eq!(filtered, database_filtered().await);
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(hits(), before, "a filtered list never reads the cache");
+
+    // A change written through the cache shows in the filtered list at once.
+    add_favorite::add_favorite(favorites.as_ref(), Some(&cache), user, insight("g3", 1))
+        .await
+        .unwrap();
+    remove_favorite::remove_favorite(
+        favorites.as_ref(),
+        Some(&cache),
+        user,
+        &FavoriteId::parse("f3").unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let filtered = served_list(db, &cache, user, ends_in_3.clone()).await;
+    assert_eq!(filtered, database_filtered().await);
+    assert_eq!(filtered[0]["id"], "g3");
+    assert_eq!(filtered.len(), 1);
+}
+
+#[tokio::test]
 async fn one_users_long_list_puts_only_the_capped_prefix_into_redis() {
     let test_db = crate::support::postgres().await;
     let db = &test_db.database;
@@ -323,6 +385,7 @@ async fn one_users_long_list_puts_only_the_capped_prefix_into_redis() {
         after: None,
         offset: 45,
         limit: Some(11),
+        filter: ListFilter::default(),
     };
     assert_eq!(served_list(db, &cache, user, deep).await, expected[45..56]);
     assert_eq!(
@@ -464,6 +527,7 @@ async fn with_redis_stopped_everything_works_from_the_database_and_nothing_stale
         Some(&cache),
         user,
         &FavoriteId::parse("f0").unwrap(),
+        None,
     )
     .await
     .unwrap();
@@ -473,6 +537,7 @@ async fn with_redis_stopped_everything_works_from_the_database_and_nothing_stale
         user,
         &FavoriteId::parse("f1").unwrap(),
         &Description::parse("changed while Redis was down").unwrap(),
+        None,
     )
     .await
     .unwrap();

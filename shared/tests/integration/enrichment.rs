@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
-use shared::domain::{AssetInput, UserId};
+use shared::domain::{AssetInput, ListFilter, UserId};
 use shared::ports::ListQuery;
 use shared::secrets::Secret;
 use shared::usecases::cache::CacheGuard;
@@ -90,8 +90,9 @@ async fn enriched_list(db: &Database, user: UserId, enrichment: &Arc<Enrichment>
         after: None,
         offset: 0,
         limit: None,
+        filter: ListFilter::default(),
     };
-    let rows = list_favorites::list_favorites(favorites.as_ref(), None, user, query)
+    let rows = list_favorites::list_favorites(favorites.as_ref(), None, user, query, None)
         .await
         .unwrap();
     let rows = crate::support::json_rows(enrichment.enrich(user, rows, "req-123".into())).await;

@@ -18,7 +18,7 @@ use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
 use shared::config::{CacheSettings, DatabaseSettings};
-use shared::domain::UserId;
+use shared::domain::{ListFilter, UserId};
 use shared::ports::{AssetRef, DatabaseHealth, EnrichmentClient, FavoriteCache, ListQuery};
 use shared::runtime::{ResponseMode, Runtime};
 use shared::secrets::Secret;
@@ -94,6 +94,7 @@ async fn redis_connections_have_nodelay() {
         after: None,
         offset: 0,
         limit: Some(1),
+        filter: ListFilter::default(),
     };
     cache.page(UserId::generate(), &query).await.unwrap();
     assert_all_nodelay("Redis", port_of(&url));

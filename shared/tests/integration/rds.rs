@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::adapters::sql::Database;
 use shared::config::{DatabaseSettings, DatabaseTarget, Endpoint, SecretSetting};
-use shared::domain::{AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
+use shared::domain::{AssetInput, Description, Email, FavoriteId, ListFilter, PasswordHash, User, UserId};
 use shared::ports::{DatabaseHealth, ListQuery, SecretSource};
 use shared::secrets::Secret;
 use sqlx::Connection;
@@ -54,7 +54,7 @@ async fn every_operation(db: &Database) {
     let description = Description::parse("d").unwrap();
     assert!(
         favorites
-            .update_description(user.id, &a, &description)
+            .update_description(user.id, &a, &description, None)
             .await
             .unwrap()
             .is_some()
@@ -63,6 +63,7 @@ async fn every_operation(db: &Database) {
         after: None,
         offset: 0,
         limit: Some(10),
+        filter: ListFilter::default(),
     };
     let listed: Vec<_> = favorites
         .list_favorites(user.id, query())
@@ -76,7 +77,7 @@ async fn every_operation(db: &Database) {
     let rows: Vec<_> = listing.rows.try_collect().await.unwrap();
     assert_eq!(rows.len(), 2);
     favorites.favorites_version(user.id).await.unwrap();
-    assert!(favorites.remove_favorite(user.id, &a).await.unwrap().is_some());
+    assert!(favorites.remove_favorite(user.id, &a, None).await.unwrap().is_some());
     db.ping().await.unwrap();
 }
 

@@ -7,8 +7,12 @@ use crate::support::a_user;
 use futures::TryStreamExt;
 use serde_json::json;
 use shared::adapters::sql::Database;
-use shared::domain::{Asset, AssetInput, Description, Email, FavoriteId, PasswordHash, User, UserId};
-use shared::ports::{FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery};
+use shared::domain::{
+    Asset, AssetInput, AssetType, Description, Email, FavoriteId, ListFilter, PasswordHash, SearchText, User, UserId,
+};
+use shared::ports::{
+    ChangeFavoriteError, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
+};
 
 fn insight(id: &str) -> Asset {
     let input: AssetInput =
@@ -33,6 +37,7 @@ fn all() -> ListQuery {
         after: None,
         offset: 0,
         limit: None,
+        filter: ListFilter::default(),
     }
 }
 
@@ -61,6 +66,12 @@ both_dialects! {
     every_change_and_only_a_change_bumps_the_version_once => every_change_bumps_the_version_once;
     racing_changes_get_distinct_versions_in_commit_order => racing_changes_get_distinct_versions;
     a_listing_reports_the_version_of_its_own_snapshot => listing_reports_its_snapshot_version;
+    a_type_filter_keeps_only_those_types_in_listing_order => type_filter_keeps_only_those_types;
+    a_search_finds_its_text_in_name_or_description_whatever_the_case => search_finds_text_in_name_or_description;
+    a_search_takes_percent_and_underscore_literally => search_takes_wildcards_literally;
+    paging_a_filtered_list_walks_only_its_matches => paging_a_filtered_list_walks_its_matches;
+    every_change_moves_the_revision_strictly_forward => every_change_moves_the_revision_forward;
+    a_change_expecting_a_revision_the_favorite_left_is_stale_and_changes_nothing => stale_changes_change_nothing;
 }
 
 async fn user_is_found_by_email_whatever_its_case(db: &Database) {
@@ -163,9 +174,9 @@ async fn nobody_touches_another_users_favorite(db: &Database) {
 async fn edit_and_remove_find_nothing(db: &Database, user: UserId, id: &FavoriteId) {
     let favorites = db.favorites();
     let edit = Description::parse("pwned").unwrap();
-    let edited = favorites.update_description(user, id, &edit).await.unwrap();
+    let edited = favorites.update_description(user, id, &edit, None).await.unwrap();
     assert!(edited.is_none());
-    assert!(favorites.remove_favorite(user, id).await.unwrap().is_none());
+    assert!(favorites.remove_favorite(user, id, None).await.unwrap().is_none());
 }
 
 async fn update_changes_only_description(db: &Database) {
@@ -175,7 +186,7 @@ async fn update_changes_only_description(db: &Database) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let description = Description::parse("now with a description; ' or 1=1 --").unwrap();
     let updated = favorites
-        .update_description(user, &stored.asset.id, &description)
+        .update_description(user, &stored.asset.id, &description, None)
         .await
         .unwrap()
         .unwrap()
@@ -188,7 +199,7 @@ async fn update_changes_only_description(db: &Database) {
     let missing = FavoriteId::parse("missing").unwrap();
     assert!(
         favorites
-            .update_description(user, &missing, &description)
+            .update_description(user, &missing, &description, None)
             .await
             .unwrap()
             .is_none()
@@ -200,8 +211,8 @@ async fn removed_favorite_is_gone(db: &Database) {
     let favorites = db.favorites();
     let id = FavoriteId::parse("gone").unwrap();
     favorites.insert_favorite(user, &insight("gone")).await.unwrap();
-    assert!(favorites.remove_favorite(user, &id).await.unwrap().is_some());
-    assert!(favorites.remove_favorite(user, &id).await.unwrap().is_none());
+    assert!(favorites.remove_favorite(user, &id, None).await.unwrap().is_some());
+    assert!(favorites.remove_favorite(user, &id, None).await.unwrap().is_none());
     assert!(favorites.get_favorite(user, &id).await.unwrap().is_none());
     favorites
         .insert_favorite(user, &insight("gone"))
@@ -259,6 +270,7 @@ async fn keyset_paging_walks_the_list(db: &Database) {
                     after: after.clone(),
                     offset: 0,
                     limit: Some(5),
+                    filter: ListFilter::default(),
                 },
             )
             .await
@@ -292,6 +304,7 @@ async fn offset_paging_skips_pages(db: &Database) {
             after: None,
             offset: 6,
             limit: Some(3),
+            filter: ListFilter::default(),
         },
     )
     .await);
@@ -338,7 +351,7 @@ async fn every_change_bumps_the_version_once(db: &Database) {
     let id = FavoriteId::parse("v").unwrap();
     let description = Description::parse("d").unwrap();
     let updated = favorites
-        .update_description(user, &id, &description)
+        .update_description(user, &id, &description, None)
         .await
         .unwrap()
         .unwrap();
@@ -348,7 +361,7 @@ async fn every_change_bumps_the_version_once(db: &Database) {
     edit_and_remove_find_nothing(db, user, &FavoriteId::parse("missing").unwrap()).await;
     assert_eq!(version(user).await, FavoritesVersion(2));
     assert_eq!(
-        favorites.remove_favorite(user, &id).await.unwrap(),
+        favorites.remove_favorite(user, &id, None).await.unwrap(),
         Some(FavoritesVersion(3))
     );
     assert_eq!(version(user).await, FavoritesVersion(3));
@@ -388,7 +401,7 @@ async fn listing_reports_its_snapshot_version(db: &Database) {
     let first = rows.try_next().await.unwrap().unwrap();
     favorites.insert_favorite(user, &insight("late")).await.unwrap();
     favorites
-        .remove_favorite(user, &FavoriteId::parse("s000").unwrap())
+        .remove_favorite(user, &FavoriteId::parse("s000").unwrap(), None)
         .await
         .unwrap();
     let rest: Vec<_> = rows.try_collect().await.unwrap();
@@ -397,4 +410,248 @@ async fn listing_reports_its_snapshot_version(db: &Database) {
     assert!(seen.contains(&"s000".to_string()) && !seen.contains(&"late".to_string()));
     seen.clear();
     assert_eq!(favorites.favorites_version(user).await.unwrap(), FavoritesVersion(302));
+}
+
+/// A favorite of each type, by `kind`, with this name and description.
+fn asset(id: &str, kind: &str, name: &str, description: &str) -> Asset {
+    let mut value = json!({"id": id, "type": kind, "name": name, "description": description});
+    match kind {
+        "chart" => {
+            value["x_axis"] = json!("week");
+            value["data"] = json!([{"x": 1, "y": 2}]);
+        }
+        "insight" => value["content"] = json!("c"),
+        _ => value["rules"] = json!({"country": "GR"}),
+    }
+    serde_json::from_value::<AssetInput>(value).unwrap().parse().unwrap()
+}
+
+fn filtered(types: &[AssetType], q: Option<&str>) -> ListQuery {
+    ListQuery {
+        filter: ListFilter::new(types.iter().copied(), q.map(|q| SearchText::parse(q).unwrap())),
+        ..all()
+    }
+}
+
+/// Stores the favorites one by one, a few milliseconds apart, so that the listing order is
+/// the reverse of `assets`.
+async fn store_in_order(db: &Database, user: UserId, assets: &[Asset]) {
+    for asset in assets {
+        db.favorites().insert_favorite(user, asset).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+}
+
+async fn type_filter_keeps_only_those_types(db: &Database) {
+    let (user, other) = (a_user(db).await, a_user(db).await);
+    store_in_order(
+        db,
+        user,
+        &[
+            asset("c1", "chart", "n", ""),
+            asset("i1", "insight", "n", ""),
+            asset("a1", "audience", "n", ""),
+            asset("c2", "chart", "n", ""),
+            asset("i2", "insight", "n", ""),
+        ],
+    )
+    .await;
+    store_in_order(db, other, &[asset("c9", "chart", "n", "")]).await;
+    use AssetType::{Audience, Chart, Insight};
+    assert_eq!(ids(&list(db, user, filtered(&[Chart], None)).await), ["c2", "c1"]);
+    assert_eq!(ids(&list(db, user, filtered(&[Audience], None)).await), ["a1"]);
+    assert_eq!(
+        ids(&list(db, user, filtered(&[Insight, Chart], None)).await),
+        ["i2", "c2", "i1", "c1"]
+    );
+    assert_eq!(
+        ids(&list(db, user, filtered(&[Audience, Chart, Insight], None)).await).len(),
+        5
+    );
+}
+
+async fn search_finds_text_in_name_or_description(db: &Database) {
+    let user = a_user(db).await;
+    store_in_order(
+        db,
+        user,
+        &[
+            asset("name", "insight", "Churn by week", ""),
+            asset("description", "chart", "Weekly", "why customers CHURN"),
+            asset("neither", "insight", "Revenue", "by region"),
+            // "ab" + "cd": the text "bc" spans the two fields and is in neither.
+            asset("spanning", "audience", "ab", "cd"),
+        ],
+    )
+    .await;
+    let other = a_user(db).await;
+    store_in_order(db, other, &[asset("theirs", "insight", "churn", "")]).await;
+    assert_eq!(
+        ids(&list(db, user, filtered(&[], Some("churn"))).await),
+        ["description", "name"]
+    );
+    assert_eq!(ids(&list(db, user, filtered(&[], Some("cHuRn b"))).await), ["name"]);
+    assert_eq!(
+        ids(&list(db, user, filtered(&[AssetType::Chart], Some("churn"))).await),
+        ["description"]
+    );
+    assert!(list(db, user, filtered(&[], Some("bc"))).await.is_empty());
+    assert!(
+        list(db, user, filtered(&[AssetType::Audience], Some("churn")))
+            .await
+            .is_empty()
+    );
+}
+
+async fn search_takes_wildcards_literally(db: &Database) {
+    let user = a_user(db).await;
+    store_in_order(
+        db,
+        user,
+        &[
+            asset("percent", "insight", "50% off", ""),
+            asset("digits", "insight", "500 off", ""),
+            asset("underscore", "insight", "a_b", "back\\slash"),
+            asset("letter", "insight", "axb", ""),
+        ],
+    )
+    .await;
+    assert_eq!(ids(&list(db, user, filtered(&[], Some("50%"))).await), ["percent"]);
+    assert_eq!(ids(&list(db, user, filtered(&[], Some("a_b"))).await), ["underscore"]);
+    assert_eq!(ids(&list(db, user, filtered(&[], Some("k\\s"))).await), ["underscore"]);
+}
+
+async fn paging_a_filtered_list_walks_its_matches(db: &Database) {
+    let user = a_user(db).await;
+    let assets: Vec<Asset> = (0..12)
+        .map(|i| {
+            let (kind, name) = match i % 3 {
+                0 => ("chart", format!("churn {i:02}")),
+                1 => ("chart", format!("revenue {i:02}")),
+                _ => ("insight", format!("churn {i:02}")),
+            };
+            asset(&format!("f{i:02}"), kind, &name, "")
+        })
+        .collect();
+    // One burst: timestamps tie, and the id breaks the ties inside the filter too.
+    for asset in &assets {
+        db.favorites().insert_favorite(user, asset).await.unwrap();
+    }
+    let query = filtered(&[AssetType::Chart], Some("CHURN"));
+    let everything = ids(&list(db, user, query.clone()).await);
+    assert_eq!(everything.len(), 4);
+    let mut walked = Vec::new();
+    let mut after: Option<ListPosition> = None;
+    loop {
+        let page: Vec<_> = db
+            .favorites()
+            .list_favorites(
+                user,
+                ListQuery {
+                    after: after.clone(),
+                    limit: Some(3),
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        walked.extend(page.iter().map(|row| row.position.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(last.position.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(walked, everything);
+    let second_page = ListQuery {
+        offset: 2,
+        limit: Some(2),
+        ..query
+    };
+    assert_eq!(ids(&list(db, user, second_page).await), everything[2..]);
+}
+
+async fn every_change_moves_the_revision_forward(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    let id = FavoriteId::parse("r").unwrap();
+    let mut revision = favorites
+        .insert_favorite(user, &insight("r"))
+        .await
+        .unwrap()
+        .value
+        .revision();
+    // Back to back, well within one millisecond of each other.
+    for text in ["one", "two", "three"] {
+        let changed = favorites
+            .update_description(user, &id, &Description::parse(text).unwrap(), None)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(changed.updated_at > revision.updated_at, "{text}");
+        assert_eq!(changed.created_at, revision.created_at);
+        revision = changed.revision();
+        let read = favorites.get_favorite(user, &id).await.unwrap().unwrap();
+        assert_eq!(
+            read.revision(),
+            revision,
+            "what is read is the revision the change returned"
+        );
+    }
+}
+
+async fn stale_changes_change_nothing(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    let id = FavoriteId::parse("s").unwrap();
+    let seen = favorites
+        .insert_favorite(user, &insight("s"))
+        .await
+        .unwrap()
+        .value
+        .revision();
+    let edit = |text: &str| Description::parse(text).unwrap();
+    let current = favorites
+        .update_description(user, &id, &edit("first"), Some(seen))
+        .await
+        .unwrap()
+        .expect("the favorite was in the revision expected")
+        .value;
+
+    let stale = favorites
+        .update_description(user, &id, &edit("second"), Some(seen))
+        .await;
+    assert!(matches!(stale, Err(ChangeFavoriteError::Stale)), "{stale:?}");
+    let stale = favorites.remove_favorite(user, &id, Some(seen)).await;
+    assert!(matches!(stale, Err(ChangeFavoriteError::Stale)), "{stale:?}");
+    let read = favorites.get_favorite(user, &id).await.unwrap().unwrap();
+    assert_eq!(read, current, "a stale change changed nothing");
+
+    // Another user's favorite with the same id, in the same revision, is still no favorite.
+    let other = a_user(db).await;
+    assert!(
+        favorites
+            .remove_favorite(other, &id, Some(current.revision()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        favorites
+            .remove_favorite(user, &id, Some(current.revision()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        favorites
+            .update_description(user, &id, &edit("gone"), Some(current.revision()))
+            .await
+            .unwrap()
+            .is_none(),
+        "no favorite is no favorite, not a stale one"
+    );
 }

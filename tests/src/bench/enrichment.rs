@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use shared::adapters::enrichment::HttpEnrichmentClient;
 use shared::adapters::sql::Database;
 use shared::config::DatabaseSettings;
-use shared::domain::{AssetInput, Email, PasswordHash, User, UserId};
+use shared::domain::{AssetInput, Email, ListFilter, PasswordHash, User, UserId};
 use shared::ports::ListQuery;
 use shared::secrets::Secret;
 use shared::usecases::enrich::{BreakerState, Enrichment, EnrichmentPolicy};
@@ -184,8 +184,9 @@ async fn page(db: &Database, user: UserId, enrichment: Option<&Arc<Enrichment>>)
         after: None,
         offset: 0,
         limit: Some(PAGE),
+        filter: ListFilter::default(),
     };
-    let rows = list_favorites(favorites.as_ref(), None, user, query)
+    let rows = list_favorites(favorites.as_ref(), None, user, query, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .context("listing a page")?;

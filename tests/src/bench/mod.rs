@@ -2,7 +2,7 @@
 //! (`scripts/bench.sh` starts the services a benchmark needs, builds, then runs it). Each
 //! measures against a baseline in the same run and prints Markdown for docs/BENCHMARKS.md.
 //!
-//! - `login`, `list`, `cache`, `enrichment`, `coldstart`, `latency`: the benchmarks, one module each
+//! - `login`, `list`, `cache`, `enrichment`, `coldstart`, `latency`, `filters`: the benchmarks, one module each
 //! - `stats`: median, nearest-rank percentiles, means, ratios; the only place they are computed
 //! - `report`: Markdown tables on stdout and in `.local/bench-<name>.md`
 //! - `emulator`: the functions under `cargo lambda watch`, stopped with every function it started
@@ -18,6 +18,7 @@ pub mod cache;
 pub mod coldstart;
 pub mod emulator;
 pub mod enrichment;
+pub mod filters;
 pub mod latency;
 pub mod list;
 pub mod login;
@@ -42,8 +43,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         Some("enrichment") => enrichment::run().await,
         Some("coldstart") => coldstart::run().await,
         Some("latency") => latency::run().await,
+        Some("filters") => filters::run().await,
         _ => bail!(
-            "usage: bench login|list|cache|enrichment|coldstart|latency (knobs: BENCH_* variables, see docs/BENCHMARKS.md)"
+            "usage: bench login|list|cache|enrichment|coldstart|latency|filters (knobs: BENCH_* variables, see docs/BENCHMARKS.md)"
         ),
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::function_binary;
 use crate::events;
@@ -39,11 +39,17 @@ impl NoHop {
 
     /// `GET /favorites?limit=<limit>` with `token`; the answer, whatever it is.
     pub async fn list(&self, token: &str, limit: &str, within: Duration) -> anyhow::Result<Answer> {
+        self.get(token, json!({"limit": limit}), json!({}), within).await
+    }
+
+    /// `GET /favorites` with `token`, these query parameters and these headers (JSON objects of
+    /// strings); the answer, whatever it is.
+    pub async fn get(&self, token: &str, query: Value, headers: Value, within: Duration) -> anyhow::Result<Answer> {
         let event = events::event(
             "list-favorites/first-page-200.json",
             events::both(
                 events::bearer(token),
-                json!({"queryStringParameters": {"limit": limit}}),
+                json!({"queryStringParameters": query, "headers": headers}),
             ),
         )?;
         self.runtime.call(event, within).await.with_context(|| {

@@ -1,6 +1,7 @@
 //! Many favorites at once, by SQL behind the functions' back (a million through the API would
 //! take longer than the benchmark): ids `fav-<g>` for g in lo..=hi, `fav-1` the newest, one
-//! millisecond apart, a third each of insights, charts and audiences shaped like real ones.
+//! millisecond apart, shaped like real ones: a third each of insights, charts and audiences, or
+//! ([`favorites_with_rare_audiences`]) one audience in every `n`, the rest charts.
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -9,7 +10,8 @@ use uuid::Uuid;
 const INSERT: &str = r#"
 insert into favorites (user_id, id, asset, created_at, updated_at)
 select $1, 'fav-' || g,
-       case g % 3
+       -- $4 = 0: g % 3 picks the type; $4 = n: every n-th an audience (2), the others charts (1).
+       case case when $4 = 0 then g % 3 when g % $4 = 0 then 2 else 1 end
        when 0 then jsonb_build_object(
            'type', 'insight',
            'name', 'Weekly churn insight #' || g,
@@ -48,13 +50,33 @@ select $1, 'fav-' || g,
 /// cache labels what it holds with it.
 const BUMP_VERSION: &str = "update users set favorites_version = favorites_version + 1 where id = $1";
 
-/// Adds favorites `fav-<lo>` to `fav-<hi>` to `user`, then refreshes the planner's statistics.
+/// Adds favorites `fav-<lo>` to `fav-<hi>` to `user`, a third of each type, then refreshes the
+/// planner's statistics.
 pub async fn favorites(db: &PgPool, user: Uuid, lo: u64, hi: u64) -> anyhow::Result<()> {
+    insert(db, user, lo, hi, 0).await
+}
+
+/// Like [`favorites`], with one audience in every `every` favorites (`fav-<k·every>`, named
+/// "Young urban shoppers #…"), the others charts ("Monthly revenue #…"): a type, and a word,
+/// that `1/every` of the list has.
+pub async fn favorites_with_rare_audiences(
+    db: &PgPool,
+    user: Uuid,
+    lo: u64,
+    hi: u64,
+    every: u64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(every > 0, "one audience in every 0 favorites");
+    insert(db, user, lo, hi, every).await
+}
+
+async fn insert(db: &PgPool, user: Uuid, lo: u64, hi: u64, every: u64) -> anyhow::Result<()> {
     let mut tx = db.begin().await.context("seeding: starting a transaction")?;
     sqlx::query(INSERT)
         .bind(user)
         .bind(i64::try_from(lo)?)
         .bind(i64::try_from(hi)?)
+        .bind(i64::try_from(every)?)
         .execute(&mut *tx)
         .await
         .context("seeding favorites")?;

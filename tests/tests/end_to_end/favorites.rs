@@ -271,6 +271,253 @@ async fn ndjson_and_limit_all_stream_every_favorite() {
     );
 }
 
+/// The ids of a page, and its `next_cursor`.
+async fn page_of(api: &Api, path: &str, token: &str) -> (Vec<String>, Option<String>) {
+    let response = api.send(Method::GET, path, Some(token), None).await;
+    assert_eq!(response.status(), 200, "{path}");
+    let page: Value = response.json().await.unwrap();
+    let ids = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, page["next_cursor"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn type_and_q_filter_the_list_through_paging_and_ndjson() {
+    let api = Api::from_env();
+    let me = api.new_user().await;
+    // Oldest first: c0 i1 a2 c3 i4 a5 … ; every insight is named "Churn", every chart "Revenue".
+    for i in 0..12 {
+        let id = format!("f{i:02}");
+        let asset = match i % 3 {
+            0 => chart(&id),
+            1 => insight(&id),
+            _ => audience(&id),
+        };
+        let added = api.send(Method::POST, "/favorites", Some(&me.token), Some(asset)).await;
+        assert_eq!(added.status(), 201);
+    }
+    let token = me.token.as_str();
+    let (charts, _) = page_of(&api, "/favorites?type=chart", token).await;
+    assert_eq!(charts, ["f09", "f06", "f03", "f00"]);
+    let (two, _) = page_of(&api, "/favorites?type=audience,chart", token).await;
+    assert_eq!(two, ["f11", "f09", "f08", "f06", "f05", "f03", "f02", "f00"]);
+    let (churn, _) = page_of(&api, "/favorites?q=cHURN", token).await;
+    assert_eq!(churn, ["f10", "f07", "f04", "f01"], "insights are named Churn");
+    // "monthly" is the charts' description.
+    let (monthly, _) = page_of(&api, "/favorites?q=MONTH&type=chart,insight", token).await;
+    assert_eq!(monthly, charts);
+    let (none, _) = page_of(&api, "/favorites?q=churn&type=audience", token).await;
+    assert!(none.is_empty());
+
+    // Paging by cursor and by page number within the filter.
+    let (first, cursor) = page_of(&api, "/favorites?type=chart&limit=3", token).await;
+    let cursor = cursor.expect("a fourth chart exists");
+    let (rest, end) = page_of(&api, &format!("/favorites?type=chart&limit=3&cursor={cursor}"), token).await;
+    assert_eq!([first, rest].concat(), charts);
+    assert_eq!(end, None);
+    let (second, _) = page_of(&api, "/favorites?type=chart&limit=2&page=2", token).await;
+    assert_eq!(second, charts[2..]);
+
+    // The cursor is bound to its filter.
+    for other in ["", "&type=insight", "&type=chart&q=revenue"] {
+        let response = api
+            .send(
+                Method::GET,
+                &format!("/favorites?limit=3&cursor={cursor}{other}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(error_source(response).await, (400, "cursor".to_string()), "{other}");
+    }
+
+    let response = api
+        .send_with(
+            Method::GET,
+            "/favorites?type=insight&q=churn&limit=all",
+            Some(token),
+            None,
+            &[("accept", "application/x-ndjson")],
+        )
+        .await;
+    let lines: Vec<Value> = response
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(ids, churn);
+    assert_eq!(lines.last().unwrap(), &json!({"next_cursor": null}));
+}
+
+fn etag_of(response: &reqwest::Response) -> String {
+    response.headers()["etag"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_unchanged_list_is_a_304_until_a_favorite_is_added() {
+    let api = Api::from_env();
+    let me = api.new_user().await;
+    let token = Some(me.token.as_str());
+    assert_eq!(
+        api.send(Method::POST, "/favorites", token, Some(insight("e1")))
+            .await
+            .status(),
+        201
+    );
+    let path = "/favorites?type=insight&limit=10";
+    let first = api.send(Method::GET, path, token, None).await;
+    assert_eq!(first.status(), 200);
+    let etag = etag_of(&first);
+    let again = api
+        .send_with(Method::GET, path, token, None, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(etag_of(&again), etag);
+    assert!(again.bytes().await.unwrap().is_empty(), "a 304 has no body");
+
+    for (other, accept) in [
+        ("/favorites?limit=10", "application/json"),
+        (path, "application/x-ndjson"),
+    ] {
+        let response = api
+            .send_with(
+                Method::GET,
+                other,
+                token,
+                None,
+                &[("if-none-match", &etag), ("accept", accept)],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "another query or format is another answer: {other} {accept}"
+        );
+    }
+
+    assert_eq!(
+        api.send(Method::POST, "/favorites", token, Some(chart("e2")))
+            .await
+            .status(),
+        201
+    );
+    let after = api
+        .send_with(Method::GET, path, token, None, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(
+        after.status(),
+        200,
+        "any change to the user's favorites changes every list's tag"
+    );
+    assert_ne!(etag_of(&after), etag);
+
+    let other_user = api.new_user().await;
+    let theirs = api
+        .send_with(
+            Method::GET,
+            path,
+            Some(&other_user.token),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(theirs.status(), 200);
+}
+
+#[tokio::test]
+async fn a_favorite_is_a_304_when_unchanged_and_a_stale_change_is_a_412() {
+    let api = Api::from_env();
+    let me = api.new_user().await;
+    let token = Some(me.token.as_str());
+    api.send(Method::POST, "/favorites", token, Some(insight("p1"))).await;
+    let read = api.send(Method::GET, "/favorites/p1", token, None).await;
+    let seen = etag_of(&read);
+    let unchanged = api
+        .send_with(Method::GET, "/favorites/p1", token, None, &[("if-none-match", &seen)])
+        .await;
+    assert_eq!(unchanged.status(), 304);
+
+    let edit = Some(json!({"description": "edited"}));
+    let edited = api
+        .send_with(
+            Method::PATCH,
+            "/favorites/p1",
+            token,
+            edit.clone(),
+            &[("if-match", &seen)],
+        )
+        .await;
+    assert_eq!(edited.status(), 200);
+    let current = etag_of(&edited);
+    assert_ne!(current, seen);
+    let changed = api
+        .send_with(Method::GET, "/favorites/p1", token, None, &[("if-none-match", &seen)])
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(etag_of(&changed), current);
+
+    let stale = api
+        .send_with(
+            Method::PATCH,
+            "/favorites/p1",
+            token,
+            Some(json!({"description": "lost"})),
+            &[("if-match", &seen)],
+        )
+        .await;
+    assert_eq!(error_source(stale).await, (412, "If-Match".to_string()));
+    let stale = api
+        .send_with(Method::DELETE, "/favorites/p1", token, None, &[("if-match", &seen)])
+        .await;
+    assert_eq!(stale.status(), 412);
+    let kept: Value = api
+        .send(Method::GET, "/favorites/p1", token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["description"], "edited", "a stale change changes nothing");
+
+    let removed = api
+        .send_with(Method::DELETE, "/favorites/p1", token, None, &[("if-match", &current)])
+        .await;
+    assert_eq!(removed.status(), 204);
+    let gone = api
+        .send_with(
+            Method::GET,
+            "/favorites/p1",
+            token,
+            None,
+            &[("if-none-match", &current)],
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+
+    for (method, path, header) in [
+        (Method::GET, "/favorites", "If-None-Match"),
+        (Method::GET, "/favorites/p1", "If-None-Match"),
+        (Method::PATCH, "/favorites/p1", "If-Match"),
+        (Method::DELETE, "/favorites/p1", "If-Match"),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"description": "x"}));
+        let response = api
+            .send_with(method.clone(), path, token, body, &[(header, "not-quoted")])
+            .await;
+        assert_eq!(
+            error_source(response).await,
+            (400, header.to_string()),
+            "{method} {path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_a_4xx_naming_the_field() {
     let api = Api::from_env();
@@ -301,11 +548,18 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         let response = api.send(Method::POST, "/favorites", token, Some(body.clone())).await;
         assert_eq!(error_source(response).await, (400, pointer.to_string()), "{body}");
     }
+    let long_q = format!("q={}", "x".repeat(101));
     for (query, parameter) in [
         ("limit=0", "limit"),
         ("limit=abc", "limit"),
         ("page=0", "page"),
         ("cursor=garbage", "cursor"),
+        ("type=video", "type"),
+        ("type=", "type"),
+        ("type=chart,,insight", "type"),
+        ("q=", "q"),
+        ("q=%20%20", "q"),
+        (long_q.as_str(), "q"),
     ] {
         let response = api.send(Method::GET, &format!("/favorites?{query}"), token, None).await;
         assert_eq!(error_source(response).await, (400, parameter.to_string()), "{query}");

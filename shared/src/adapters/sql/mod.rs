@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
 
-use crate::domain::{Asset, AssetInput, Email, Favorite, PasswordHash, User, UserId};
+use crate::domain::{Asset, AssetInput, Email, Favorite, ListFilter, PasswordHash, User, UserId};
+use crate::ports::ChangeFavoriteError;
 use crate::ports::{
     DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
     FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
@@ -211,6 +212,17 @@ const INSERT_USER: &str = "insert into users (id, email, password_hash) values (
 const SELECT_USER_BY_EMAIL: &str = "select id, email, password_hash from users where lower(email) = lower($1)";
 const SELECT_FAVORITE: &str = "select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2";
 const SELECT_VERSION: &str = "select favorites_version from users where id = $1";
+const FAVORITE_EXISTS: &str = "select 1 from favorites where user_id = $1 and id = $2";
+
+/// A conditional change that changed nothing: stale when the favorite is there (so in another
+/// revision than expected), no such favorite otherwise. `exists` is a read of
+/// [`FAVORITE_EXISTS`] made after the change, so the answer is true at that moment.
+fn unchanged<T>(exists: Option<i32>) -> Result<Option<T>, ChangeFavoriteError> {
+    match exists {
+        Some(_) => Err(ChangeFavoriteError::Stale),
+        None => Ok(None),
+    }
+}
 
 /// What inserting a user came to, in either dialect: the unique index on lower(email) decides.
 fn user_inserted<T>(result: Result<T, sqlx::Error>) -> Result<(), InsertUserError> {
@@ -301,6 +313,59 @@ const LIST_BATCH_ROWS: i64 = 256;
 
 /// The longest a cold start waits for its first database connection ([`Database::warm_up`]).
 const WARM_UP_WITHIN: Duration = Duration::from_secs(1);
+
+/// How a dialect spells what the listing's filter compares: the asset's type, the text a
+/// search looks in (name and description, joined by U+001F, which neither may contain, so that
+/// no match spans the two), and a case-insensitive LIKE. The migrations index these very
+/// expressions: a query names them as the index does, or the index is not used.
+pub(super) struct FilterDialect {
+    pub type_expr: &'static str,
+    pub search_expr: &'static str,
+    pub like: &'static str,
+}
+
+/// A listing filter as SQL: `and …` clauses with parameters numbered from `first`, and the
+/// values to bind to them, in order. The SQL depends only on the filter's shape; every value
+/// is bound.
+pub(super) struct FilterClauses {
+    pub sql: String,
+    pub values: Vec<String>,
+}
+
+pub(super) fn filter_clauses(filter: &ListFilter, dialect: &FilterDialect, first: usize) -> FilterClauses {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    let types = filter.types();
+    if !types.is_empty() {
+        // One type as `=`, so that the type index delivers rows in listing order by itself.
+        let params: Vec<String> = (first..first + types.len()).map(|n| format!("${n}")).collect();
+        sql += &match params.as_slice() {
+            [one] => format!(" and {} = {one}", dialect.type_expr),
+            many => format!(" and {} in ({})", dialect.type_expr, many.join(", ")),
+        };
+        values.extend(types.iter().map(|t| t.as_str().to_string()));
+    }
+    if let Some(text) = filter.text() {
+        let n = first + values.len();
+        sql += &format!(" and {} {} ${n} escape '\\'", dialect.search_expr, dialect.like);
+        values.push(contains_pattern(text.as_str()));
+    }
+    FilterClauses { sql, values }
+}
+
+/// A LIKE pattern that matches strings containing `text` literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 /// What is stored in the `asset` column: the asset without its id, which has its own column.
 fn stored_asset(asset: &Asset) -> anyhow::Result<serde_json::Value> {

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
-    INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row,
-    favorite_inserted, stored_asset, stored_version, user_from_columns, user_inserted, version_from_column,
+    FAVORITE_EXISTS, FilterDialect, INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL,
+    SELECT_VERSION, favorite_from_row, favorite_inserted, filter_clauses, stored_asset, stored_version, unchanged,
+    user_from_columns, user_inserted, version_from_column,
 };
 use crate::config::Endpoint;
-use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
 use crate::ports::{
-    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
-    Listing, Unavailable, UserByEmail, UserInserter,
+    ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
+    FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
+    ListedFavorite, Listing, Unavailable, UserByEmail, UserInserter,
 };
 use crate::secrets::Secret;
 
@@ -399,15 +400,19 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Changed<Favorite>>> {
+        expected: Option<Revision>,
+    ) -> Result<Option<Changed<Favorite>>, ChangeFavoriteError> {
         type Updated = (String, serde_json::Value, DateTime<Utc>, DateTime<Utc>, Option<i64>);
+        // updated_at moves strictly forward, even within one microsecond: it is the revision.
         let row: Option<Updated> = retrying_write(|| async {
             let mut conn = self.db.connection().await.map_err(unavailable)?;
             Ok(sqlx::query_as(
                 "with updated as (
                  update favorites
-                    set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)), updated_at = now()
+                    set asset = jsonb_set(asset, '{description}', to_jsonb($3::text)),
+                        updated_at = greatest(now(), updated_at + interval '1 microsecond')
                   where user_id = $1 and id = $2
+                    and ($4::timestamptz is null or (created_at, updated_at) = ($4::timestamptz, $5::timestamptz))
               returning id, asset, created_at, updated_at
              ), bumped as (
                  update users set favorites_version = favorites_version + 1
@@ -420,30 +425,40 @@ impl FavoriteDescriptionUpdater for PgFavoriteRepository {
             .bind(id.as_str())
             .persistent(self.db.persistent())
             .bind(description.as_str())
+            .bind(expected.map(|r| r.created_at))
+            .bind(expected.map(|r| r.updated_at))
             .fetch_optional(&mut *conn)
             .await)
         })
         .await?
         .context("updating a favorite's description")
         .map_err(unavailable_if_lost)?;
-        row.map(|(id, asset, created, updated, version)| {
-            Ok(Changed {
-                value: favorite_from_row(id, asset, created, updated)?,
-                version: version_from_column(version)?,
-            })
-        })
-        .transpose()
+        let Some((id, asset, created, updated, version)) = row else {
+            return self.unchanged(user, id, expected).await;
+        };
+        Ok(Some(Changed {
+            value: favorite_from_row(id, asset, created, updated)?,
+            version: version_from_column(version)?,
+        }))
     }
 }
 
 #[async_trait]
 impl FavoriteRemover for PgFavoriteRepository {
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
+    async fn remove_favorite(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        expected: Option<Revision>,
+    ) -> Result<Option<FavoritesVersion>, ChangeFavoriteError> {
         let version: Option<Option<i64>> = retrying_write(|| async {
             let mut conn = self.db.connection().await.map_err(unavailable)?;
             Ok(sqlx::query_scalar(
                 "with deleted as (
-                 delete from favorites where user_id = $1 and id = $2 returning id
+                 delete from favorites
+                  where user_id = $1 and id = $2
+                    and ($3::timestamptz is null or (created_at, updated_at) = ($3::timestamptz, $4::timestamptz))
+              returning id
              ), bumped as (
                  update users set favorites_version = favorites_version + 1
                   where id = $1 and exists (select from deleted)
@@ -454,13 +469,45 @@ impl FavoriteRemover for PgFavoriteRepository {
             .bind(user.as_uuid())
             .persistent(self.db.persistent())
             .bind(id.as_str())
+            .bind(expected.map(|r| r.created_at))
+            .bind(expected.map(|r| r.updated_at))
             .fetch_optional(&mut *conn)
             .await)
         })
         .await?
         .context("deleting a favorite")
         .map_err(unavailable_if_lost)?;
-        version.map(version_from_column).transpose()
+        match version {
+            Some(version) => Ok(Some(version_from_column(version)?)),
+            None => self.unchanged(user, id, expected).await,
+        }
+    }
+}
+
+impl PgFavoriteRepository {
+    /// What a change that matched no row means: no such favorite, or (with `expected`) one in
+    /// another revision.
+    async fn unchanged<T>(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        expected: Option<Revision>,
+    ) -> Result<Option<T>, ChangeFavoriteError> {
+        if expected.is_none() {
+            return Ok(None);
+        }
+        let exists: Option<i32> = retrying_read(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            sqlx::query_scalar(FAVORITE_EXISTS)
+                .persistent(self.db.persistent())
+                .bind(user.as_uuid())
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .context("checking whether a favorite exists")
+        })
+        .await?;
+        unchanged(exists)
     }
 }
 
@@ -475,6 +522,14 @@ pub const LIST_SELECT: &str = r#"
                'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text
       from favorites
      where user_id = $1"#;
+
+/// The filter's expressions, as migrations/postgres indexes them (favorites_type_idx,
+/// favorites_search_idx); ILIKE is what the trigram index serves case-insensitively.
+const PG_FILTER: FilterDialect = FilterDialect {
+    type_expr: "(asset->>'type')",
+    search_expr: "((asset->>'name') || E'\\x1f' || (asset->>'description'))",
+    like: "ilike",
+};
 
 /// The listing's order, newest first; `(created_at, id)` is also its keyset.
 pub const LIST_ORDER: &str = "order by created_at desc, id desc";
@@ -528,18 +583,22 @@ async fn batches(
             if batch == 0 {
                 break;
             }
-            // Constant SQL only (with or without the keyset clause); every value is bound.
-            let sql = match after {
-                Some(_) => format!("{LIST_SELECT} and (created_at, id) < ($4, $5) {LIST_ORDER} offset $2 limit $3"),
-                None => format!("{LIST_SELECT} {LIST_ORDER} offset $2 limit $3"),
-            };
+            // Constant SQL per shape (keyset clause or not, the filter's); every value is bound.
+            let keyset = if after.is_some() { " and (created_at, id) < ($4, $5)" } else { "" };
+            let filter = filter_clauses(&query.filter, &PG_FILTER, if after.is_some() { 6 } else { 4 });
+            let sql = format!("{LIST_SELECT}{keyset}{} {LIST_ORDER} offset $2 limit $3", filter.sql);
+            // A search is planned for its own text (a rare word by the trigram index, a common
+            // one along the listing index), never with a generic plan that guesses.
             let mut statement = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&sql)
-                .persistent(persistent)
+                .persistent(persistent && query.filter.text().is_none())
                 .bind(user.as_uuid())
                 .bind(offset)
                 .bind(batch);
             if let Some(after) = &after {
                 statement = statement.bind(after.created_at).bind(after.id.clone());
+            }
+            for value in filter.values {
+                statement = statement.bind(value);
             }
             let mut fetched = 0;
             let mut stream = statement.fetch(&mut *tx);

@@ -6,14 +6,15 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::{
-    INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION, favorite_from_row, favorite_inserted,
-    stored_asset, stored_version, timestamp_text, user_from_columns, user_inserted, version_from_column,
+    FAVORITE_EXISTS, FilterDialect, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION,
+    favorite_from_row, favorite_inserted, filter_clauses, stored_asset, stored_version, timestamp_text, unchanged,
+    user_from_columns, user_inserted, version_from_column,
 };
-use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, User, UserId};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
 use crate::ports::{
-    Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery, ListedFavorite,
-    Listing, UserByEmail, UserInserter,
+    ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
+    FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
+    ListedFavorite, Listing, UserByEmail, UserInserter,
 };
 
 /// Ids are stored as hyphenated text: readable with the sqlite3 shell, and ordered like the
@@ -130,22 +131,31 @@ impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
         user: UserId,
         id: &FavoriteId,
         description: &Description,
-    ) -> anyhow::Result<Option<Changed<Favorite>>> {
+        expected: Option<Revision>,
+    ) -> Result<Option<Changed<Favorite>>, ChangeFavoriteError> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        // updated_at moves strictly forward, even within SQLite's millisecond: it is the
+        // revision (fixed-width text, so max() compares times).
         let row: Option<FavoriteRow> = sqlx::query_as(
             "update favorites
                 set asset = json_set(asset, '$.description', $3),
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+                    updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'),
+                                     strftime('%Y-%m-%dT%H:%M:%f000Z', updated_at, '+0.001 seconds'))
               where user_id = $1 and id = $2
+                and ($4 is null or (created_at = $4 and updated_at = $5))
           returning id, asset, created_at, updated_at",
         )
         .bind(user.to_string())
         .bind(id.as_str())
         .bind(description.as_str())
+        .bind(expected.map(|r| timestamp_text(&r.created_at)))
+        .bind(expected.map(|r| timestamp_text(&r.updated_at)))
         .fetch_optional(&mut *tx)
         .await
         .context("updating a favorite's description")?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return unchanged_in(&mut tx, user, id, expected).await;
+        };
         let changed = Changed {
             value: from_row(row)?,
             version: bump_version(&mut tx, user).await?,
@@ -157,21 +167,52 @@ impl FavoriteDescriptionUpdater for SqliteFavoriteRepository {
 
 #[async_trait]
 impl FavoriteRemover for SqliteFavoriteRepository {
-    async fn remove_favorite(&self, user: UserId, id: &FavoriteId) -> anyhow::Result<Option<FavoritesVersion>> {
+    async fn remove_favorite(
+        &self,
+        user: UserId,
+        id: &FavoriteId,
+        expected: Option<Revision>,
+    ) -> Result<Option<FavoritesVersion>, ChangeFavoriteError> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        let result = sqlx::query("delete from favorites where user_id = $1 and id = $2")
-            .bind(user.to_string())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .context("deleting a favorite")?;
+        let result = sqlx::query(
+            "delete from favorites
+              where user_id = $1 and id = $2
+                and ($3 is null or (created_at = $3 and updated_at = $4))",
+        )
+        .bind(user.to_string())
+        .bind(id.as_str())
+        .bind(expected.map(|r| timestamp_text(&r.created_at)))
+        .bind(expected.map(|r| timestamp_text(&r.updated_at)))
+        .execute(&mut *tx)
+        .await
+        .context("deleting a favorite")?;
         if result.rows_affected() == 0 {
-            return Ok(None);
+            return unchanged_in(&mut tx, user, id, expected).await;
         }
         let version = bump_version(&mut tx, user).await?;
         tx.commit().await.context("committing a removal")?;
         Ok(Some(version))
     }
+}
+
+/// What a change that matched no row means: no such favorite, or (with `expected`) one in
+/// another revision; read in the change's transaction.
+async fn unchanged_in<T>(
+    tx: &mut sqlx::SqliteConnection,
+    user: UserId,
+    id: &FavoriteId,
+    expected: Option<Revision>,
+) -> Result<Option<T>, ChangeFavoriteError> {
+    if expected.is_none() {
+        return Ok(None);
+    }
+    let exists: Option<i32> = sqlx::query_scalar(FAVORITE_EXISTS)
+        .bind(user.to_string())
+        .bind(id.as_str())
+        .fetch_optional(tx)
+        .await
+        .context("checking whether a favorite exists")?;
+    unchanged(exists)
 }
 
 async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow::Result<FavoritesVersion> {
@@ -183,6 +224,14 @@ async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow
     stored_version(version)
 }
 
+/// The filter's expressions, as migrations/sqlite indexes the type (favorites_type_idx).
+/// SQLite's LIKE folds ASCII letters only: `q` matches other letters in their exact case.
+const SQLITE_FILTER: FilterDialect = FilterDialect {
+    type_expr: "json_extract(asset, '$.type')",
+    search_expr: "(json_extract(asset, '$.name') || char(31) || json_extract(asset, '$.description'))",
+    like: "like",
+};
+
 /// The rows of a listing, in its read transaction. SQLite steps its statement row by row as
 /// the stream is polled (sqlx runs it on a worker thread behind a bounded channel), so memory
 /// stays flat; dropping the stream finalises the statement. The JSON is assembled by SQLite,
@@ -191,13 +240,15 @@ async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow
 fn rows(mut tx: sqlx::Transaction<'static, sqlx::Sqlite>, user: UserId, query: ListQuery) -> FavoriteStream {
     Box::pin(async_stream::try_stream! {
         let keyset = if query.after.is_some() { "and (created_at, id) < ($4, $5)" } else { "" };
+        let filter = filter_clauses(&query.filter, &SQLITE_FILTER, if query.after.is_some() { 6 } else { 4 });
         let sql = format!(
             "select id, created_at,
                     json_set(asset, '$.id', id, '$.created_at', created_at, '$.updated_at', updated_at)
                from favorites
-              where user_id = $1 {keyset}
+              where user_id = $1 {keyset}{}
               order by created_at desc, id desc
-              limit $3 offset $2"
+              limit $3 offset $2",
+            filter.sql
         );
         // SQLite spells "no limit" as a negative limit.
         let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
@@ -208,6 +259,9 @@ fn rows(mut tx: sqlx::Transaction<'static, sqlx::Sqlite>, user: UserId, query: L
             .bind(limit);
         if let Some(after) = &query.after {
             select = select.bind(timestamp_text(&after.created_at)).bind(after.id.clone());
+        }
+        for value in filter.values {
+            select = select.bind(value);
         }
         let mut rows = select.fetch(&mut *tx);
         while let Some((id, created_at, json)) = rows.try_next().await.context("reading the listing")? {
