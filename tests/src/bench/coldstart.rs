@@ -147,6 +147,7 @@ pub async fn run() -> anyhow::Result<()> {
         let setup = setup(env, &db, runs).await?;
         let redis = RedisCli { url: redis_url.clone() };
         let measured = measure(&setup, runs).await;
+        let psql = psql_connections(&owner, &port, &ca, &database.name, runs);
         let user = seed::user_id(&db, &setup.email).await?;
         let keys: Vec<String> = ["meta", "order", "items", "enrichment"]
             .iter()
@@ -157,14 +158,15 @@ pub async fn run() -> anyhow::Result<()> {
         let _ = redis.run(&del);
         let postgres: String = sqlx::query_scalar("show server_version").fetch_one(&db).await?;
         db.close().await;
-        Ok::<_, anyhow::Error>((measured?, postgres))
+        Ok::<_, anyhow::Error>((measured?, psql?, postgres))
     }
     .await;
     database.drop_now().await?;
-    let ((figures, load_before, load_after, seconds), postgres) = result?;
+    let ((figures, load_before, load_after, seconds), psql, postgres) = result?;
     report(
         &sizes,
         &figures,
+        &psql,
         runs,
         bcrypt_cost,
         &postgres,
@@ -375,6 +377,35 @@ async fn measure(
     Ok((figures, load_before, super::load_average(), started.elapsed().as_secs()))
 }
 
+/// The baseline of a first database connection: `psql` connecting as the functions do (TLS
+/// verified against the CA, SCRAM) and running one query, process start to exit, in ms;
+/// `runs` + 1 times, the first unmeasured.
+fn psql_connections(owner: &Owner, port: &str, ca: &str, database: &str, runs: usize) -> anyhow::Result<Samples> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} dbname={database} user={} sslmode=verify-full sslrootcert={ca}",
+        owner.role
+    );
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let started = Instant::now();
+        let output = Command::new("psql")
+            .args(["-X", "-w", "-Atq", "-c", "select 1", &conninfo])
+            .env("PGPASSWORD", &owner.password)
+            .output()
+            .context("running psql")?;
+        let elapsed = started.elapsed();
+        ensure!(
+            output.status.success(),
+            "psql {conninfo}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if run > 0 {
+            times.push(elapsed.as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(Samples::new(times))
+}
+
 /// Spawns `binary` on a new stand-in with `event` queued, waits for its answer (which must be
 /// `status`, or a plain invocation's answer for `None`), kills it.
 async fn cold_start(
@@ -432,6 +463,7 @@ async fn cold_start(
 fn report(
     sizes: &BTreeMap<&'static str, (u64, u64)>,
     figures: &BTreeMap<&'static str, Vec<ColdStart>>,
+    psql: &Samples,
     runs: usize,
     bcrypt_cost: u32,
     postgres: &str,
@@ -508,6 +540,21 @@ fn report(
             format!("{:.1}", invocation(case.name).percentile(90.0)),
             format!("{:.1}", init(case.name).max()),
             format!("{:.1}", answer(case.name).max()),
+        ]);
+    }
+    report.table(&table);
+    report.blank();
+    report.line(
+        "The first database connection (TCP, TLS verified against the CA, SCRAM, one query): psql, process start to exit, against the first invocation of health (its pool's first connection and its query):",
+    );
+    report.blank();
+    let mut table = Table::new(&["", ">p50 (ms)", ">p90 (ms)", ">max (ms)"]);
+    for (name, samples) in [("psql", psql), ("health, first invocation", &invocation("health"))] {
+        table.row(vec![
+            name.into(),
+            format!("{:.1}", samples.median()),
+            format!("{:.1}", samples.percentile(90.0)),
+            format!("{:.1}", samples.max()),
         ]);
     }
     report.table(&table);
