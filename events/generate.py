@@ -103,6 +103,11 @@ EVENTS = {
     "get-favorite/bad-if-none-match-400": event("GET", "/favorites/x", "/favorites/{id}", headers={**AUTH, "If-None-Match": "not-quoted"}, path_params={"id": "x"}),
     "update-favorite/weak-if-match-412": event("PATCH", "/favorites/x", "/favorites/{id}", body={"description": "new"}, headers={**JSON, **AUTH, "If-Match": 'W/"1.2"'}, path_params={"id": "x"}),
     "remove-favorite/foreign-if-match-412": event("DELETE", "/favorites/x", "/favorites/{id}", headers={**AUTH, "If-Match": '"not-ours"'}, path_params={"id": "x"}),
+    # No event deletes the fixture user: every event after it would find its token refused.
+    # Patched with the right password, wrong-password-401 is the 204 (tests and benchmarks).
+    "delete-account/wrong-password-401": event("DELETE", "/me", body={"password": "not the fixture password"}, headers={**JSON, **AUTH}),
+    "delete-account/missing-password-400": event("DELETE", "/me", body={}, headers={**JSON, **AUTH}),
+    "delete-account/no-token-401": event("DELETE", "/me", body={"password": "fixture password"}, headers=JSON),
 }
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ use crate::config::{
     Resource, Settings, ThrottleSettings, TokenSettings,
 };
 use crate::http::{
-    ASSET_LIMIT, CREDENTIALS_LIMIT, FavoritesState, HealthState, ListState, LoginState, SignupState,
-    add_favorite_router, get_favorite_router, health_router, list_favorites_router, login_router,
-    remove_favorite_router, signup_router, update_favorite_router,
+    ASSET_LIMIT, Authentication, CREDENTIALS_LIMIT, DeleteAccountState, FavoritesState, HealthState, ListState,
+    LoginState, SignupState, add_favorite_router, delete_account_router, get_favorite_router, health_router,
+    list_favorites_router, login_router, remove_favorite_router, signup_router, update_favorite_router,
 };
 use crate::ports::{FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
 pub use crate::runtime::ResponseMode;
@@ -56,6 +56,7 @@ pub const ALL: &[Described] = &[
     described::<UpdateFavorite>(),
     described::<RemoveFavorite>(),
     described::<ListFavorites>(),
+    described::<DeleteAccount>(),
     Described {
         name: MIGRATE,
         response: None,
@@ -143,7 +144,11 @@ impl Function for AddFavorite {
             cache: wiring.cache(cache.as_ref())?,
         };
         let idempotency = wiring.idempotency(&idempotency, "add-favorite", ASSET_LIMIT).await;
-        Ok(add_favorite_router(state, tokens, idempotency))
+        Ok(add_favorite_router(
+            state,
+            authentication(&database, tokens),
+            idempotency,
+        ))
     }
 }
 
@@ -161,7 +166,7 @@ impl Function for GetFavorite {
             favorites: database.favorites(),
             cache: None,
         };
-        Ok(get_favorite_router(state, tokens))
+        Ok(get_favorite_router(state, authentication(&database, tokens)))
     }
 }
 
@@ -179,7 +184,7 @@ impl Function for UpdateFavorite {
             favorites: database.favorites(),
             cache,
         };
-        Ok(update_favorite_router(state, tokens))
+        Ok(update_favorite_router(state, authentication(&database, tokens)))
     }
 }
 
@@ -197,7 +202,7 @@ impl Function for RemoveFavorite {
             favorites: database.favorites(),
             cache,
         };
-        Ok(remove_favorite_router(state, tokens))
+        Ok(remove_favorite_router(state, authentication(&database, tokens)))
     }
 }
 
@@ -223,7 +228,50 @@ impl Function for ListFavorites {
             enrichment: wiring.enrichment(enrichment.as_ref(), cache.clone()).await?,
             cache,
         };
-        Ok(list_favorites_router(state, tokens))
+        Ok(list_favorites_router(state, authentication(&database, tokens)))
+    }
+}
+
+/// `DELETE /me`. A function of its own rather than a route on one that exists: it is the only
+/// operation that needs the token check, the password hasher, the throttle's counters and the
+/// cache together. As a route on login, login would be given the cache (and the token check);
+/// on remove-favorite, that function would be given bcrypt's CPU (1769 MB, for every removal)
+/// and the throttle's table; either way a function would get an environment variable, an IAM
+/// permission and a memory size it does not need for its own operation. Its own function keeps
+/// each function's permissions exactly what its operation uses (shared/tests/template.rs).
+pub struct DeleteAccount;
+
+impl Function for DeleteAccount {
+    const NAME: &'static str = "delete-account";
+    type Settings = (
+        DatabaseSettings,
+        TokenSettings,
+        PasswordSettings,
+        ThrottleSettings,
+        Option<CacheSettings>,
+    );
+
+    async fn build(
+        (database, tokens, passwords, throttle, cache): Self::Settings,
+        wiring: &Wiring,
+    ) -> anyhow::Result<Router> {
+        let (database, tokens, _) = database_and_tokens(&database, &tokens, wiring).await?;
+        let state = DeleteAccountState {
+            users: database.users(),
+            hasher: wiring.password_hasher(&passwords),
+            throttle: wiring.login_throttle(&throttle).await,
+            cache: wiring.cache(cache.as_ref())?,
+        };
+        Ok(delete_account_router(state, authentication(&database, tokens)))
+    }
+}
+
+/// What an authenticated function checks its requests with: the tokens, and the users of its
+/// database (a valid token of a deleted account is refused).
+fn authentication(database: &Database, tokens: Arc<JwtAccessTokens>) -> Authentication {
+    Authentication {
+        tokens,
+        accounts: database.users(),
     }
 }
 

@@ -59,9 +59,11 @@ metric_names! {
         /// A cache call that failed (an error or no answer in time) or was skipped while the
         /// cache cools down after a failure: the request went on without the cache.
         CacheFailOpen,
-        /// A login refused for a wrong password or an unknown email (throttled ones not counted).
+        /// A password check failed: a login with a wrong password or an unknown email, or a
+        /// `DELETE /me` with a wrong password (throttled ones not counted).
         LoginFailures,
-        /// A login refused with 429 because its email or address had too many failures.
+        /// A login or a `DELETE /me` refused with 429 because its email or address had too many
+        /// failures.
         LoginThrottled,
         /// A write answered with the stored answer to an earlier request with the same
         /// Idempotency-Key.

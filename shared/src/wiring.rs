@@ -28,7 +28,7 @@ use crate::shutdown::Hooks;
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
 use crate::usecases::idempotency::Idempotency;
-use crate::usecases::login::LoginThrottle;
+use crate::usecases::throttle::LoginThrottle;
 
 /// What the adapters of one function instance share. Built once per cold start and borrowed
 /// by every builder; the builders may run concurrently (the cells initialise once).

@@ -24,6 +24,20 @@ pub fn fixture() -> Fixture {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Stores the fixture user in `database` (an events replay's, a function's embedded one): the
+/// sample events' tokens are refused for a user the database does not hold.
+pub async fn insert_fixture_user(database: &shared::adapters::sql::Database) -> anyhow::Result<()> {
+    use shared::domain::{Email, PasswordHash, User, UserId};
+    let fixture = fixture();
+    let user = User {
+        id: UserId::from_uuid(fixture.user_id.parse()?),
+        email: Email::parse(&fixture.email)?,
+        password_hash: PasswordHash::new(bcrypt::hash(&fixture.password, 4)?),
+    };
+    database.users().insert_user(&user).await?;
+    Ok(())
+}
+
 /// One sample event.
 pub struct SampleEvent {
     /// The function it is for (its directory).

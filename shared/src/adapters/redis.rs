@@ -259,14 +259,17 @@ impl RedisFavoriteCache {
         format!("fav:{{{}}}:enrichment", user.as_uuid())
     }
 
-    /// An invocation of one of the entry scripts, with the user's three keys in the order every
-    /// script takes them: meta, order, items.
-    fn entry_script<'a>(script: &'a Script, user: UserId) -> ScriptInvocation<'a> {
+    /// The user's three entry keys, in the order every entry script takes them: meta, order, items.
+    fn entry_keys(user: UserId) -> [String; 3] {
         let tag = user.as_uuid();
-        let mut invocation = script.key(format!("fav:{{{tag}}}:meta"));
-        invocation
-            .key(format!("fav:{{{tag}}}:order"))
-            .key(format!("fav:{{{tag}}}:items"));
+        ["meta", "order", "items"].map(|part| format!("fav:{{{tag}}}:{part}"))
+    }
+
+    /// An invocation of one of the entry scripts, with the user's entry keys.
+    fn entry_script<'a>(script: &'a Script, user: UserId) -> ScriptInvocation<'a> {
+        let [meta, order, items] = Self::entry_keys(user);
+        let mut invocation = script.key(meta);
+        invocation.key(order).key(items);
         invocation
     }
 }
@@ -427,6 +430,16 @@ impl FavoriteCache for RedisFavoriteCache {
             .await
             .context("filling the cache")?;
         Ok(go_on == 1)
+    }
+
+    async fn forget(&self, user: UserId) -> anyhow::Result<()> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&Self::entry_keys(user))
+            .arg(Self::enrichment_key(user))
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("dropping a user's cache entry")?;
+        Ok(())
     }
 
     fn max_items(&self) -> usize {

@@ -101,6 +101,7 @@ macro_rules! settings_tuple {
 settings_tuple!(A, B);
 settings_tuple!(A, B, C);
 settings_tuple!(A, B, C, D);
+settings_tuple!(A, B, C, D, E);
 
 /// Where environment values come from: the process environment in production, a map in tests.
 pub trait Env {

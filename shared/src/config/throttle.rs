@@ -1,7 +1,7 @@
-//! The login throttle's counters and limits.
+//! The login throttle's counters and limits (read by the functions that check a password).
 
 use super::{ConfigError, Env, Resource, Settings, parse, seconds, table_resource};
-use crate::usecases::login::ThrottlePolicy;
+use crate::usecases::throttle::ThrottlePolicy;
 
 #[derive(Debug, Clone, Default)]
 pub struct ThrottleSettings {

@@ -1,6 +1,8 @@
 //! The one place where failures become HTTP responses: JSON:API error objects, a status per
 //! use-case error, and 500s that are logged with their whole cause chain but never shown.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -8,6 +10,7 @@ use super::idempotency::Rejection as IdempotencyRejection;
 use crate::domain::Invalid;
 use crate::ports::{TokenRejected, Unavailable};
 use crate::usecases::add_favorite::AddFavoriteError;
+use crate::usecases::delete_account::DeleteAccountError;
 use crate::usecases::get_favorite::GetFavoriteError;
 use crate::usecases::login::LoginError;
 use crate::usecases::remove_favorite::RemoveFavoriteError;
@@ -90,6 +93,20 @@ impl ApiError {
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// A valid token of a user whose account has been deleted since.
+    pub fn account_gone() -> Self {
+        Self::unauthorized("the account this token was issued to no longer exists")
+    }
+
+    /// The login throttle refused a password check (a login's or a `DELETE /me`'s).
+    fn too_many_failures(retry_after: Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed password checks for this account or from this address; retry later",
+        )
+        .retry_after(retry_after.as_secs_f64().ceil() as u64)
     }
 
     /// A body over the route's bound, blamed on the whole body.
@@ -220,12 +237,21 @@ impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
             LoginError::InvalidCredentials => Self::unauthorized("invalid email or password"),
-            LoginError::Throttled { retry_after } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins for this account or from this address; retry later",
-            )
-            .retry_after(retry_after.as_secs_f64().ceil() as u64),
+            LoginError::Throttled { retry_after } => Self::too_many_failures(retry_after),
             LoginError::Unknown(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<DeleteAccountError> for ApiError {
+    fn from(error: DeleteAccountError) -> Self {
+        match error {
+            DeleteAccountError::WrongPassword => {
+                Self::unauthorized("the password is not this account's; nothing was deleted").at("/password")
+            }
+            DeleteAccountError::Throttled { retry_after } => Self::too_many_failures(retry_after),
+            DeleteAccountError::UnknownUser => Self::account_gone(),
+            DeleteAccountError::Unknown(e) => Self::internal(e),
         }
     }
 }
@@ -236,9 +262,7 @@ impl From<AddFavoriteError> for ApiError {
             AddFavoriteError::Duplicate => {
                 Self::new(StatusCode::CONFLICT, "you already have a favorite with this id").at("/id")
             }
-            AddFavoriteError::UnknownUser => {
-                Self::unauthorized("the account this token was issued to no longer exists")
-            }
+            AddFavoriteError::UnknownUser => Self::account_gone(),
             AddFavoriteError::Unknown(e) => Self::internal(e),
         }
     }

@@ -12,14 +12,14 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::auth::{AuthUser, authenticated};
+use super::auth::{AuthUser, Authentication, authenticated};
 use super::conditional::{Condition, EntityTag, expected_revision};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::finish;
 use super::idempotency::{IdempotencyLayer, idempotent};
 use crate::domain::{AssetInput, Description, Favorite, FavoriteId, Invalid};
-use crate::ports::{AccessTokens, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
+use crate::ports::{FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteRemover};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::{add_favorite, get_favorite, remove_favorite, update_favorite};
 
@@ -58,16 +58,16 @@ fn favorite_id(path: Result<Path<String>, PathRejection>) -> Result<FavoriteId, 
 /// too (inside it: keys are scoped by the authenticated user).
 pub fn add_favorite_router(
     state: FavoritesState<dyn FavoriteInserter>,
-    tokens: Arc<dyn AccessTokens>,
+    authentication: Authentication,
     idempotency: IdempotencyLayer,
 ) -> Router {
     let routes = idempotent(Router::new().route("/favorites", post(add_handler)), idempotency);
-    authenticated(finish(routes, state), tokens)
+    authenticated(finish(routes, state), authentication)
 }
 
 async fn add_handler(
     State(state): State<FavoritesState<dyn FavoriteInserter>>,
-    AuthUser(user): AuthUser,
+    AuthUser(user, _): AuthUser,
     JsonBody(body): JsonBody<AssetInput, ASSET_LIMIT>,
 ) -> Result<impl IntoResponse, ApiError> {
     let asset = body.parse()?;
@@ -76,16 +76,16 @@ async fn add_handler(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(favorite)))
 }
 
-pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>, tokens: Arc<dyn AccessTokens>) -> Router {
+pub fn get_favorite_router(state: FavoritesState<dyn FavoriteGetter>, authentication: Authentication) -> Router {
     authenticated(
         finish(Router::new().route("/favorites/{id}", get(get_handler)), state),
-        tokens,
+        authentication,
     )
 }
 
 async fn get_handler(
     State(state): State<FavoritesState<dyn FavoriteGetter>>,
-    AuthUser(user): AuthUser,
+    AuthUser(user, _): AuthUser,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -118,17 +118,17 @@ impl PatchBody {
 
 pub fn update_favorite_router(
     state: FavoritesState<dyn FavoriteDescriptionUpdater>,
-    tokens: Arc<dyn AccessTokens>,
+    authentication: Authentication,
 ) -> Router {
     authenticated(
         finish(Router::new().route("/favorites/{id}", patch(update_handler)), state),
-        tokens,
+        authentication,
     )
 }
 
 async fn update_handler(
     State(state): State<FavoritesState<dyn FavoriteDescriptionUpdater>>,
-    AuthUser(user): AuthUser,
+    AuthUser(user, _): AuthUser,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PatchBody, PATCH_LIMIT>,
@@ -148,16 +148,16 @@ async fn update_handler(
     Ok(with_etag(StatusCode::OK, &favorite))
 }
 
-pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>, tokens: Arc<dyn AccessTokens>) -> Router {
+pub fn remove_favorite_router(state: FavoritesState<dyn FavoriteRemover>, authentication: Authentication) -> Router {
     authenticated(
         finish(Router::new().route("/favorites/{id}", delete(remove_handler)), state),
-        tokens,
+        authentication,
     )
 }
 
 async fn remove_handler(
     State(state): State<FavoritesState<dyn FavoriteRemover>>,
-    AuthUser(user): AuthUser,
+    AuthUser(user, _): AuthUser,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {

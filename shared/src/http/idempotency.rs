@@ -77,7 +77,7 @@ async fn handle(State(layer): State<IdempotencyLayer>, request: Request, next: N
     let caller = request
         .extensions()
         .get::<AuthUser>()
-        .map(|AuthUser(user)| user.to_string());
+        .map(|AuthUser(user, _)| user.to_string());
     let deadline = deadline(&request);
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, layer.body_limit + 1).await {

@@ -30,17 +30,17 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::auth::{AuthUser, authenticated};
+use super::auth::{AuthUser, Authentication, authenticated};
 use super::conditional::{Condition, EntityTag};
 use super::error::ApiError;
 use super::finish;
 use super::observe::RequestId;
 use super::paging::{CursorCodec, CursorScope, ListParams, Paging};
 use crate::metrics::{self, Distribution};
-use crate::ports::{AccessTokens, CursorKeys, FavoriteLister, FavoriteStream, ListPosition};
+use crate::ports::{CursorKeys, FavoriteLister, FavoriteStream, ListPosition};
 use crate::usecases::cache::CacheGuard;
 use crate::usecases::enrich::Enrichment;
-use crate::usecases::list_favorites::{current_version, list_favorites};
+use crate::usecases::list_favorites::list_favorites;
 
 /// Body chunk size: big enough that per-chunk overhead (a frame through the Lambda runtime
 /// API) is small, small enough to reach the client promptly and keep memory flat.
@@ -57,10 +57,10 @@ pub struct ListState {
     pub enrichment: Option<Arc<Enrichment>>,
 }
 
-pub fn list_favorites_router(state: ListState, tokens: Arc<dyn AccessTokens>) -> Router {
+pub fn list_favorites_router(state: ListState, authentication: Authentication) -> Router {
     authenticated(
         finish(Router::new().route("/favorites", get(list_handler)), state),
-        tokens,
+        authentication,
     )
 }
 
@@ -89,7 +89,7 @@ impl Format {
 
 async fn list_handler(
     State(state): State<ListState>,
-    AuthUser(user): AuthUser,
+    AuthUser(user, account): AuthUser,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -99,9 +99,8 @@ async fn list_handler(
     let paging = Paging::parse(params, &cursors, user)?;
     let format = Format::from_accept(&headers);
     let has = Condition::if_none_match(&headers)?;
-    let version = current_version(state.favorites.as_ref(), user)
-        .await
-        .map_err(ApiError::internal)?;
+    // Read with the account by the authentication layer: one primary-key lookup in all.
+    let version = account.favorites_version;
     let etag = EntityTag::of_list(
         user,
         version,

@@ -16,7 +16,7 @@ mod users;
 
 use axum::Router;
 
-pub use auth::AuthUser;
+pub use auth::{AuthUser, Authentication};
 pub use error::ApiError;
 pub use favorites::{
     ASSET_LIMIT, FavoritesState, add_favorite_router, get_favorite_router, remove_favorite_router,
@@ -24,7 +24,9 @@ pub use favorites::{
 };
 pub use health::{HealthState, health_router};
 pub use list::{CHUNK_BYTES, ListState, NDJSON, list_favorites_router};
-pub use users::{CREDENTIALS_LIMIT, LoginState, SignupState, login_router, signup_router};
+pub use users::{
+    CREDENTIALS_LIMIT, DeleteAccountState, LoginState, SignupState, delete_account_router, login_router, signup_router,
+};
 
 /// What every router answers for a path or method it does not serve: JSON:API, never axum's
 /// plain-text defaults.

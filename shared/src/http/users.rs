@@ -1,23 +1,27 @@
-//! `POST /signup` and `POST /login`.
+//! `POST /signup`, `POST /login` and `DELETE /me`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::{AuthUser, Authentication, authenticated};
 use super::error::ApiError;
 use super::extract::{JsonBody, SourceIp};
 use super::finish;
 use super::idempotency::{IdempotencyLayer, idempotent};
 use crate::domain::{Email, Invalid, Password};
-use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserInserter};
-use crate::usecases::login::{LoggedIn, LoginRequest, LoginThrottle, login};
+use crate::ports::{AccessTokens, PasswordHasher, UserByEmail, UserDeleter, UserInserter};
+use crate::usecases::cache::CacheGuard;
+use crate::usecases::delete_account::{DeleteAccountRequest, delete_account};
+use crate::usecases::login::{LoggedIn, LoginRequest, login};
 use crate::usecases::signup::{SignupRequest, signup};
+use crate::usecases::throttle::LoginThrottle;
 
 /// Credentials are small: 4 KiB leaves room for any legal email and password many times over.
 pub const CREDENTIALS_LIMIT: usize = 4 * 1024;
@@ -105,4 +109,54 @@ async fn login_handler(
         "token_type": "Bearer",
         "expires_in": token.expires_in_seconds,
     })))
+}
+
+/// `{password}`: the account's password again, to confirm its deletion.
+#[derive(Deserialize)]
+struct ConfirmationBody {
+    password: Option<String>,
+}
+
+impl ConfirmationBody {
+    fn parse(self) -> Result<Password, Invalid> {
+        Password::parse(self.password.ok_or_else(|| Invalid::new("/password", "is required"))?)
+    }
+}
+
+#[derive(Clone)]
+pub struct DeleteAccountState {
+    pub users: Arc<dyn UserDeleter>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub throttle: Arc<LoginThrottle>,
+    /// The user's cache entry goes with the account.
+    pub cache: Option<Arc<CacheGuard>>,
+}
+
+/// Behind the authentication layer; no idempotency layer: a retry after the account went has
+/// no token left to be let in with (401), and one before is the same deletion again.
+pub fn delete_account_router(state: DeleteAccountState, authentication: Authentication) -> Router {
+    authenticated(
+        finish(Router::new().route("/me", delete(delete_account_handler)), state),
+        authentication,
+    )
+}
+
+async fn delete_account_handler(
+    State(state): State<DeleteAccountState>,
+    AuthUser(user, _): AuthUser,
+    SourceIp(source): SourceIp,
+    JsonBody(body): JsonBody<ConfirmationBody, CREDENTIALS_LIMIT>,
+) -> Result<StatusCode, ApiError> {
+    let password = body.parse()?;
+    let request = DeleteAccountRequest { user, password, source };
+    delete_account(
+        state.users.as_ref(),
+        state.hasher.as_ref(),
+        &state.throttle,
+        state.cache.as_deref(),
+        request,
+    )
+    .await?;
+    tracing::info!("account deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

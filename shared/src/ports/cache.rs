@@ -38,6 +38,10 @@ pub trait FavoriteCache: Send + Sync {
         end_of_list: bool,
     ) -> anyhow::Result<bool>;
 
+    /// Drops everything held for `user` (their entry and their enrichments): the account is
+    /// gone. A fill that was under way stops at its next step (its entry is no longer there).
+    async fn forget(&self, user: UserId) -> anyhow::Result<()>;
+
     /// The most rows one user's entry may hold (the fill reads no further).
     fn max_items(&self) -> usize;
 }

@@ -26,4 +26,4 @@ pub use health::{DatabaseHealth, Unavailable};
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, RecordState, StoredResponse};
 pub use secrets::{SecretSource, SecretVersion};
 pub use throttle::FailedLoginCounter;
-pub use users::{InsertUserError, UserByEmail, UserInserter};
+pub use users::{Account, AccountLookup, InsertUserError, UserByEmail, UserDeleter, UserInserter};

@@ -129,6 +129,13 @@ impl CacheGuard {
             .await;
     }
 
+    /// Drops the user's entry: their account was deleted (after the commit). When Redis fails,
+    /// the entry stays until it expires, read by nobody: the user's tokens are refused, and a
+    /// user id is never given again.
+    pub async fn forget(&self, user: UserId) {
+        self.call("forget", self.cache.forget(user)).await;
+    }
+
     async fn write(&self, user: UserId, version: FavoritesVersion, favorite: &Favorite, added: bool) {
         let row = match ListedFavorite::from_favorite(favorite) {
             Ok(row) => row,

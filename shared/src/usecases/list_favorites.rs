@@ -10,9 +10,9 @@ use crate::ports::{FavoriteLister, FavoriteStream, FavoritesVersion, FillTicket,
 /// Rows per fill call: one Redis round trip per this many rows read.
 const FILL_BATCH_ROWS: usize = 128;
 
-/// The current version of the user's favorites: one primary-key lookup, and what a list's
-/// ETag is made of. A listing that starts after this read shows this version or a later one,
-/// so a list labelled with it is never newer than its label says.
+/// The current version of the user's favorites: one primary-key lookup. A listing that starts
+/// after this read shows this version or a later one, so a list labelled with it (its ETag) is
+/// never newer than its label says.
 pub async fn current_version(favorites: &dyn FavoriteLister, user: UserId) -> anyhow::Result<FavoritesVersion> {
     favorites
         .favorites_version(user)
@@ -32,8 +32,9 @@ pub async fn current_version(favorites: &dyn FavoriteLister, user: UserId) -> an
 /// The cache holds the unfiltered list only: a filtered list is always the database's, served
 /// by its own indexes, so a filter is as correct with the cache on as with it off.
 ///
-/// `known`: the version [`current_version`] read for this request already, if it did; the
-/// cache is checked against it instead of reading it again.
+/// `known`: the version read for this request already, if it was (the authentication layer
+/// reads it with the account, as [`current_version`] would); the cache is checked against it
+/// instead of reading it again.
 pub async fn list_favorites(
     favorites: &dyn FavoriteLister,
     cache: Option<&Arc<CacheGuard>>,

@@ -3,6 +3,7 @@
 
 pub mod add_favorite;
 pub mod cache;
+pub mod delete_account;
 pub mod enrich;
 pub mod get_favorite;
 pub mod idempotency;
@@ -10,4 +11,5 @@ pub mod list_favorites;
 pub mod login;
 pub mod remove_favorite;
 pub mod signup;
+pub mod throttle;
 pub mod update_favorite;

@@ -15,13 +15,19 @@ use futures::TryStreamExt;
 use rand::Rng;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use shared::adapters::bcrypt::BcryptPasswordHasher;
+use shared::adapters::memory::MemoryFailedLoginCounter;
 use shared::adapters::redis::CachePolicy;
 use shared::adapters::redis::RedisFavoriteCache;
 use shared::adapters::sql::Database;
 use shared::config::CacheSettings;
-use shared::domain::{Asset, AssetInput, Description, FavoriteId, ListFilter, SearchText, UserId};
-use shared::ports::ListQuery;
+use shared::domain::{
+    Asset, AssetInput, Description, Email, FavoriteId, ListFilter, Password, SearchText, User, UserId,
+};
+use shared::ports::{ListQuery, PasswordHasher};
 use shared::usecases::cache::{COOL_DOWN, CacheGuard, CacheStats};
+use shared::usecases::delete_account::{DeleteAccountRequest, delete_account};
+use shared::usecases::throttle::{LoginThrottle, ThrottlePolicy};
 use shared::usecases::{add_favorite, list_favorites, remove_favorite, update_favorite};
 
 fn redis_url() -> String {
@@ -355,6 +361,66 @@ async fn a_filtered_list_is_the_databases_with_the_cache_warm_and_after_changes(
     assert_eq!(filtered, database_filtered().await);
     assert_eq!(filtered[0]["id"], "g3");
     assert_eq!(filtered.len(), 1);
+}
+
+/// Whether Redis holds any of `user`'s keys, their enrichments' included.
+async fn holds_anything_of(redis: &mut redis::aio::MultiplexedConnection, user: UserId) -> bool {
+    let tag = user.as_uuid();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("fav:{{{tag}}}:*"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    !keys.is_empty()
+}
+
+#[tokio::test]
+async fn a_deleted_account_leaves_nothing_of_its_own_in_redis() {
+    let test_db = crate::support::postgres().await;
+    let db = &test_db.database;
+    let cache = guard(&cache_config(&redis_url(), 1000, 1 << 20));
+    let mut redis = connect(&redis_url()).await;
+    let hasher = BcryptPasswordHasher::new(4);
+    let password = || Password::parse("correct horse battery".into()).unwrap();
+    let leaver = User {
+        id: UserId::generate(),
+        email: Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4())).unwrap(),
+        password_hash: hasher.hash(&password()).await.unwrap(),
+    };
+    db.users().insert_user(&leaver).await.unwrap();
+    let stayer = a_user(db).await;
+    let favorites = db.favorites();
+    for user in [leaver.id, stayer] {
+        for i in 0..3 {
+            add_favorite::add_favorite(favorites.as_ref(), Some(&cache), user, insight(&format!("l{i}"), 1))
+                .await
+                .unwrap();
+        }
+        served_list(db, &cache, user, query(None)).await;
+        cache
+            .remember_enrichments(user, &[("l0".into(), Some(json!({"views": 1})))])
+            .await;
+        assert!(raw_entry(&mut redis, user).await.is_some(), "the list filled the entry");
+    }
+
+    let throttle = LoginThrottle::new(Arc::new(MemoryFailedLoginCounter::default()), ThrottlePolicy::default());
+    let request = DeleteAccountRequest {
+        user: leaver.id,
+        password: password(),
+        source: "203.0.113.7".into(),
+    };
+    delete_account(db.users().as_ref(), &hasher, &throttle, Some(&cache), request)
+        .await
+        .unwrap();
+
+    assert!(
+        !holds_anything_of(&mut redis, leaver.id).await,
+        "the entry and the enrichments went"
+    );
+    assert_eq!(CacheStats::get(&cache.stats.failures), 0);
+    let kept = raw_entry(&mut redis, stayer).await.expect("another user's entry stays");
+    assert_eq!(kept.2, database_list(db, stayer).await);
+    assert_eq!(cache.enrichments(stayer, &["l0".into()]).await.len(), 1);
 }
 
 #[tokio::test]

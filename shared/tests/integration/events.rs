@@ -2,35 +2,15 @@
 //! against a fresh Postgres database: the status must be the one the event's name promises
 //! (`events/<function>/<case>-<status>.json`).
 
-use std::sync::Arc;
-
 use axum::Router;
 use e2e::events::{SampleEvent, fixture};
-use shared::adapters::bcrypt::BcryptPasswordHasher;
 use shared::config::{Env, Settings};
-use shared::domain::{Email, Password, User, UserId};
 use shared::functions::{
-    AddFavorite, Function, GetFavorite, Health, ListFavorites, Login, RemoveFavorite, Signup, UpdateFavorite,
+    AddFavorite, DeleteAccount, Function, GetFavorite, Health, ListFavorites, Login, RemoveFavorite, Signup,
+    UpdateFavorite,
 };
-use shared::ports::PasswordHasher;
 use shared::wiring::Wiring;
 use tower::ServiceExt;
-
-/// The fixture user, stored in `db` (the sample events' tokens are its).
-pub(crate) async fn insert_fixture_user(db: &shared::adapters::sql::Database) {
-    let fixture = fixture();
-    let hasher = Arc::new(BcryptPasswordHasher::new(4));
-    let password_hash = hasher
-        .hash(&Password::parse(fixture.password.clone()).unwrap())
-        .await
-        .unwrap();
-    let user = User {
-        id: UserId::from_uuid(fixture.user_id.parse().unwrap()),
-        email: Email::parse(&fixture.email).unwrap(),
-        password_hash,
-    };
-    db.users().insert_user(&user).await.unwrap();
-}
 
 /// The router function `name` serves with the settings it reads from `env`.
 pub(crate) async fn router(name: &str, env: &dyn Env) -> Router {
@@ -47,6 +27,7 @@ pub(crate) async fn router(name: &str, env: &dyn Env) -> Router {
         UpdateFavorite::NAME => build::<UpdateFavorite>(env).await,
         RemoveFavorite::NAME => build::<RemoveFavorite>(env).await,
         ListFavorites::NAME => build::<ListFavorites>(env).await,
+        DeleteAccount::NAME => build::<DeleteAccount>(env).await,
         other => panic!("events/{other}: no such function"),
     }
 }
@@ -62,7 +43,7 @@ async fn every_event_gets_the_status_its_name_promises() {
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
     let fixture = fixture();
     let db = crate::support::postgres().await;
-    insert_fixture_user(&db.database).await;
+    e2e::events::insert_fixture_user(&db.database).await.unwrap();
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", fixture.jwt_secret.as_str()),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use e2e::events::{event, favorite_path, fixture};
+use e2e::events::{event, favorite_path, fixture, insert_fixture_user};
 use serde_json::json;
 use shared::adapters::sql::Database;
 use shared::config::DatabaseSettings;
@@ -26,7 +26,7 @@ use sqlx::Connection;
 use std::process::Command;
 use tower::ServiceExt;
 
-use crate::events::{insert_fixture_user, router};
+use crate::events::router;
 
 const CLIENTS: usize = 3;
 /// `DATABASE_TIMEOUT_MS` of the functions under test.
@@ -215,7 +215,7 @@ fn figures(outcomes: &[Outcome], rows: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_survive_backends_terminated_every_second_and_writes_stay_exactly_once() {
     let db = crate::support::postgres().await;
-    insert_fixture_user(&db.database).await;
+    insert_fixture_user(&db.database).await.unwrap();
     let clients = clients(&db.url).await;
 
     let done = Arc::new(AtomicBool::new(false));
@@ -273,7 +273,7 @@ async fn a_stopped_database_is_a_503_while_it_is_down_and_only_then() {
     let url = server.url();
     let database = Database::connect(&DatabaseSettings::for_url(&url), None).await.unwrap();
     database.migrate().await.unwrap();
-    insert_fixture_user(&database).await;
+    insert_fixture_user(&database).await.unwrap();
     let clients = clients(&url).await;
     let fixture = fixture();
     let health = router(

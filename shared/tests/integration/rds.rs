@@ -28,8 +28,9 @@ fn proxy_config(url: &str) -> DatabaseSettings {
     }
 }
 
-/// Every operation of every function, once: signup, login, add, get, update, remove, list
-/// (both listings and the version read) and the health check.
+/// Every operation of every function, once: signup, login, the account check of every
+/// authenticated request, add, get, update, remove, list (both listings and the version read),
+/// the health check and the account's deletion.
 async fn every_operation(db: &Database) {
     let user = User {
         id: UserId::generate(),
@@ -39,6 +40,7 @@ async fn every_operation(db: &Database) {
     let users = db.users();
     users.insert_user(&user).await.unwrap();
     assert!(users.user_by_email(&user.email).await.unwrap().is_some());
+    assert!(users.account(user.id).await.unwrap().is_some());
     let favorites = db.favorites();
     for id in ["a", "b"] {
         let input: AssetInput =
@@ -79,6 +81,8 @@ async fn every_operation(db: &Database) {
     favorites.favorites_version(user.id).await.unwrap();
     assert!(favorites.remove_favorite(user.id, &a, None).await.unwrap().is_some());
     db.ping().await.unwrap();
+    assert!(users.user_by_id(user.id).await.unwrap().is_some());
+    assert!(users.delete_user(user.id).await.unwrap());
 }
 
 async fn session_state(db: &Database) -> (i64, i64, i64) {

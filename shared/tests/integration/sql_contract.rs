@@ -72,6 +72,11 @@ both_dialects! {
     paging_a_filtered_list_walks_only_its_matches => paging_a_filtered_list_walks_its_matches;
     every_change_moves_the_revision_strictly_forward => every_change_moves_the_revision_forward;
     a_change_expecting_a_revision_the_favorite_left_is_stale_and_changes_nothing => stale_changes_change_nothing;
+    a_deleted_user_takes_all_their_favorites_and_only_theirs => deleted_user_takes_their_favorites;
+    a_deletion_that_fails_midway_deletes_nothing => failed_deletion_deletes_nothing;
+    adds_racing_a_deletion_leave_no_favorite_behind_and_never_deadlock => adds_racing_a_deletion_leave_nothing;
+    an_account_is_found_with_its_favorites_version_until_it_is_deleted => account_is_found_until_deleted;
+    a_deleted_users_email_can_sign_up_again => deleted_users_email_is_free_again;
 }
 
 async fn user_is_found_by_email_whatever_its_case(db: &Database) {
@@ -654,4 +659,137 @@ async fn stale_changes_change_nothing(db: &Database) {
             .is_none(),
         "no favorite is no favorite, not a stale one"
     );
+}
+
+/// How many favorites `user` has, counted by the store's own listing.
+async fn favorites_of(db: &Database, user: UserId) -> usize {
+    list(db, user, all()).await.len()
+}
+
+async fn deleted_user_takes_their_favorites(db: &Database) {
+    let (user, other) = (a_user(db).await, a_user(db).await);
+    let favorites = db.favorites();
+    for i in 0..30 {
+        favorites
+            .insert_favorite(user, &insight(&format!("d{i}")))
+            .await
+            .unwrap();
+    }
+    favorites.insert_favorite(other, &insight("d0")).await.unwrap();
+    let users = db.users();
+    assert!(users.user_by_id(user).await.unwrap().is_some());
+
+    assert!(users.delete_user(user).await.unwrap(), "there was such a user");
+    assert!(users.user_by_id(user).await.unwrap().is_none());
+    assert_eq!(favorites_of(db, user).await, 0);
+    let id = FavoriteId::parse("d0").unwrap();
+    assert!(favorites.get_favorite(user, &id).await.unwrap().is_none());
+    assert!(
+        favorites.get_favorite(other, &id).await.unwrap().is_some(),
+        "another user's favorite with the same id stays"
+    );
+    assert_eq!(favorites_of(db, other).await, 1);
+    assert!(
+        !users.delete_user(user).await.unwrap(),
+        "a second deletion finds no user"
+    );
+    assert!(!users.delete_user(UserId::generate()).await.unwrap());
+}
+
+/// Makes every deletion of a user fail, as a failure between the favorites and the user would.
+async fn refuse_user_deletions(db: &Database) {
+    match db {
+        Database::Postgres(pg) => {
+            sqlx::query(
+                "create function refuse_deletion() returns trigger language plpgsql
+                 as $$ begin raise exception 'refused for the test'; end $$",
+            )
+            .execute(pg.pool())
+            .await
+            .unwrap();
+            sqlx::query("create trigger refuse before delete on users for each row execute function refuse_deletion()")
+                .execute(pg.pool())
+                .await
+                .unwrap();
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query(
+                "create trigger refuse before delete on users begin select raise(abort, 'refused for the test'); end",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn failed_deletion_deletes_nothing(db: &Database) {
+    let user = a_user(db).await;
+    for i in 0..5 {
+        db.favorites()
+            .insert_favorite(user, &insight(&format!("h{i}")))
+            .await
+            .unwrap();
+    }
+    refuse_user_deletions(db).await;
+    let users = db.users();
+    assert!(users.delete_user(user).await.is_err());
+    assert!(users.user_by_id(user).await.unwrap().is_some());
+    assert_eq!(favorites_of(db, user).await, 5, "the favorites deleted first came back");
+}
+
+async fn adds_racing_a_deletion_leave_nothing(db: &Database) {
+    for round in 0..5 {
+        let user = a_user(db).await;
+        let adds = (0..8).map(|i| {
+            let favorites = db.favorites();
+            async move {
+                favorites
+                    .insert_favorite(user, &insight(&format!("x{round}-{i}")))
+                    .await
+            }
+        });
+        let users = db.users();
+        let (added, deleted) = tokio::join!(futures::future::join_all(adds), users.delete_user(user));
+        assert!(deleted.unwrap(), "round {round}: the deletion failed");
+        for result in added {
+            assert!(
+                matches!(result, Ok(_) | Err(InsertFavoriteError::UnknownUser)),
+                "round {round}: an add failed otherwise than for the deleted user: {result:?}"
+            );
+        }
+        assert_eq!(favorites_of(db, user).await, 0, "round {round}");
+    }
+}
+
+async fn account_is_found_until_deleted(db: &Database) {
+    let user = a_user(db).await;
+    let users = db.users();
+    let version = |account: Option<shared::ports::Account>| account.map(|a| a.favorites_version);
+    assert_eq!(version(users.account(user).await.unwrap()), Some(FavoritesVersion(0)));
+    let added = db.favorites().insert_favorite(user, &insight("a")).await.unwrap();
+    assert_eq!(version(users.account(user).await.unwrap()), Some(added.version));
+    assert!(users.account(UserId::generate()).await.unwrap().is_none());
+    users.delete_user(user).await.unwrap();
+    assert!(users.account(user).await.unwrap().is_none());
+}
+
+async fn deleted_users_email_is_free_again(db: &Database) {
+    let users = db.users();
+    let user = |id| User {
+        id,
+        email: Email::parse("Leaver@example.com").unwrap(),
+        password_hash: PasswordHash::new("h".into()),
+    };
+    let first = UserId::generate();
+    users.insert_user(&user(first)).await.unwrap();
+    users.delete_user(first).await.unwrap();
+    let second = UserId::generate();
+    users.insert_user(&user(second)).await.unwrap();
+    let found = users
+        .user_by_email(&Email::parse("leaver@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, second, "a new account, not the old one back");
 }

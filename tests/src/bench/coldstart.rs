@@ -49,7 +49,8 @@ struct Case {
 
 /// A realistic request for each: a page of the user's list, a login with a wrong password (a
 /// full bcrypt verify, as every failed login), a signup of a new email, an add of a new asset, a
-/// get and an update of an existing favorite, a remove of another one.
+/// get and an update of an existing favorite, a remove of another one, an account deletion
+/// refused for a wrong password (a full bcrypt verify too).
 const CASES: &[Case] = &[
     Case {
         name: BASELINE,
@@ -95,6 +96,11 @@ const CASES: &[Case] = &[
         name: "list-favorites",
         event: Some("list-favorites/first-page-200.json"),
         status: Some(200),
+    },
+    Case {
+        name: "delete-account",
+        event: Some("delete-account/wrong-password-401.json"),
+        status: Some(401),
     },
     Case {
         name: "migrate",
@@ -341,6 +347,8 @@ fn case_event(case: &Case, setup: &Setup, run: usize) -> anyhow::Result<Vec<u8>>
         ),
         "remove-favorite" => events::both(auth, events::favorite_path(&format!("fav-{run}"))),
         "list-favorites" => auth,
+        // A wrong password, as login's: a full bcrypt verify, and the bench user stays.
+        "delete-account" => auth,
         _ => json!({}),
     };
     event_of(case.name, patch)

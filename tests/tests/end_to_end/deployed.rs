@@ -2,7 +2,8 @@
 //! template gives it (samconfig.toml's first environment: the Globals plus its own variables),
 //! its intrinsics resolved to local stand-ins instead of AWS's resources, and nothing else but
 //! what Lambda itself sets; then asked what a user asks of it, in the order of a deploy
-//! (`migrate` first) and a first session (sign up, log in, add, read, change, list, remove).
+//! (`migrate` first) and a first session (sign up, log in, add, read, change, list, remove,
+//! leave).
 //!
 //! The stand-ins: the database secret (the JSON RDS writes) and the generated JWT key in moto's
 //! Secrets Manager, both DynamoDB tables in moto, a private Postgres over TLS with password
@@ -123,6 +124,7 @@ async fn every_function_starts_from_its_template_environment_and_answers() {
         "update-favorite",
         "list-favorites",
         "remove-favorite",
+        "delete-account",
         "health",
     ] {
         let function = &functions[binary];
@@ -152,6 +154,14 @@ async fn every_function_starts_from_its_template_environment_and_answers() {
             "list-favorites" => (event("list-favorites/first-page-200.json", auth).unwrap(), Some(200)),
             "remove-favorite" => (
                 event("remove-favorite/missing-404.json", both(auth, chart)).unwrap(),
+                Some(204),
+            ),
+            "delete-account" => (
+                event(
+                    "delete-account/wrong-password-401.json",
+                    both(auth, json!({"body": {"password": "deployed password"}})),
+                )
+                .unwrap(),
                 Some(204),
             ),
             _ => (event("health/ok-200.json", json!({})).unwrap(), Some(200)),

@@ -15,6 +15,7 @@ use e2e::events::fixture;
 use e2e::runtime_api::{Answer, FunctionProcess, RuntimeApi};
 use e2e::template::repo_root;
 use serde_json::Value;
+use shared::config::DatabaseSettings;
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -36,6 +37,18 @@ impl DataDir {
 
     fn path(&self) -> &str {
         self.0.to_str().unwrap()
+    }
+
+    /// The fixture user, in the embedded database a function started here has created and
+    /// migrated (the sample events are signed for them).
+    async fn insert_fixture_user(&self) {
+        let path = shared::development::database_path(&self.0);
+        let url = format!("sqlite://{}", path.display());
+        let database = shared::adapters::sql::Database::connect(&DatabaseSettings::for_url(&url), None)
+            .await
+            .unwrap();
+        e2e::events::insert_fixture_user(&database).await.unwrap();
+        database.close().await;
     }
 }
 
@@ -143,6 +156,7 @@ async fn a_streamed_list_sends_its_metrics_before_its_stream_ends() {
     let data = DataDir::new();
     let function = start("list-favorites", &runtime, &data, &fixture().jwt_secret);
     runtime.registered_extension(STARTUP).await;
+    data.insert_fixture_user().await;
 
     runtime.freeze_on_answer(&function);
     let (bytes, _) = event("list-favorites/first-page-200.json");
@@ -215,18 +229,11 @@ async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
     let database = e2e::database::TestDatabase::create(&e2e::database::admin_url().unwrap(), "favorites_events", None)
         .await
         .unwrap();
-    let hash = bcrypt::hash(fixture().password, 4).unwrap();
-    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+    let users = shared::adapters::sql::Database::connect(&DatabaseSettings::for_url(&database.url), None)
         .await
         .unwrap();
-    sqlx::query("insert into users (id, email, password_hash) values ($1::text::uuid, $2, $3)")
-        .bind(fixture().user_id)
-        .bind(fixture().email)
-        .bind(hash)
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    drop(connection);
+    e2e::events::insert_fixture_user(&users).await.unwrap();
+    users.close().await;
 
     let (mut checked, mut failures) = (0, Vec::new());
     let mut running: Option<(String, RuntimeApi, FunctionProcess)> = None;
@@ -444,6 +451,16 @@ async fn the_dashboard_and_the_alarms_show_exactly_the_metrics_the_functions_pri
     cached.retain(|(name, _)| !name.starts_with("ENRICHMENT") && *name != "REDIS_URL");
     cached.push(("REDIS_URL", redis.as_str()));
     let (output, _) = drive("list-favorites", &cached, vec![list.clone(), list]).await;
+    outputs.push(output);
+    // The account last: wrong passwords until the throttle refuses, then (in an instance with
+    // counters of its own) the right one, whose cache drop fails open.
+    let leave = |password: &str| both(auth.clone(), json!({"body": {"password": password}}));
+    let wrong = ("delete-account/wrong-password-401.json", leave("wrong password"), 401);
+    let throttled = ("delete-account/wrong-password-401.json", leave("wrong password"), 429);
+    let (output, _) = drive("delete-account", &degraded, vec![wrong.clone(), wrong, throttled]).await;
+    outputs.push(output);
+    let right = ("delete-account/wrong-password-401.json", leave("metrics password"), 204);
+    let (output, _) = drive("delete-account", &degraded, vec![right]).await;
     outputs.push(output);
 
     let printed: std::collections::BTreeSet<(String, String)> =

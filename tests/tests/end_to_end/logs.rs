@@ -79,6 +79,7 @@ async fn every_request_is_logged_with_its_ids_and_no_secret_reaches_the_logs() {
     let password = format!("password-{}", uuid::Uuid::new_v4());
     let wrong_password = format!("wrong-{}", uuid::Uuid::new_v4());
     let rejected_password = format!("rejected-{}", uuid::Uuid::new_v4());
+    let leaving_password = format!("leaving-{}", uuid::Uuid::new_v4());
     let key = format!("idempotency-{}", uuid::Uuid::new_v4());
     let credentials = json!({"email": email, "password": password});
 
@@ -149,6 +150,19 @@ async fn every_request_is_logged_with_its_ids_and_no_secret_reaches_the_logs() {
             .status(),
         204
     );
+    let leave = |password: &str| Some(json!({"password": password}));
+    assert_eq!(
+        run.send(Method::DELETE, "/me", t, leave(&leaving_password), None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        run.send(Method::DELETE, "/me", t, leave(&password), None)
+            .await
+            .status(),
+        204
+    );
 
     let (text, lines) = log_with(&log, &run.sent).await;
 
@@ -169,7 +183,7 @@ async fn every_request_is_logged_with_its_ids_and_no_secret_reaches_the_logs() {
         );
         // Signup and login name the user, and so does every call that checks the good token
         // (not health, which ignores it, nor a replayed signup, answered from its record).
-        let authenticated = matches!(n, 0 | 4 | 6 | 7 | 9..=11);
+        let authenticated = matches!(n, 0 | 4 | 6 | 7 | 9..=13);
         if authenticated {
             assert_eq!(span["user_id"], user["id"], "request {n}: {line}");
         } else {
@@ -181,6 +195,7 @@ async fn every_request_is_logged_with_its_ids_and_no_secret_reaches_the_logs() {
         ("a password", password),
         ("a wrong password", wrong_password),
         ("a password of a rejected signup", rejected_password),
+        ("a wrong password confirming a deletion", leaving_password),
         (
             "an access token's signature",
             token[token.rfind('.').unwrap()..].to_string(),

@@ -100,6 +100,22 @@ async fn every_kind_of_answer(api: &Api, request_id: Option<&str>) -> Vec<(Strin
         ("list 401", Method::GET, "/favorites", None, None, &headers),
         ("remove 204", Method::DELETE, &one, token, None, &headers),
         ("remove 404", Method::DELETE, &one, token, None, &headers),
+        (
+            "delete account 401",
+            Method::DELETE,
+            "/me",
+            token,
+            Some(json!({"password": "not the password"})),
+            &headers,
+        ),
+        (
+            "delete account 204",
+            Method::DELETE,
+            "/me",
+            token,
+            Some(json!({"password": "correct horse battery"})),
+            &headers,
+        ),
     ];
     let mut answers = Vec::new();
     for (case, method, path, token, body, headers) in cases {

@@ -1,4 +1,4 @@
-//! Signup, login and health over HTTP, through the Lambda runtime emulator.
+//! Signup, login, leaving (`DELETE /me`) and health over HTTP, through the Lambda runtime emulator.
 
 use e2e::{Api, error_source};
 use reqwest::Method;
@@ -192,4 +192,194 @@ async fn a_successful_login_clears_the_failures_of_its_email() {
         let wrong = login(&api, &session.email, "wrong password").await;
         assert_eq!(wrong.status(), 401, "attempt {attempt} after the reset");
     }
+}
+
+/// `DELETE /me` with this password.
+async fn leave(api: &Api, token: &str, password: &str) -> reqwest::Response {
+    api.send(Method::DELETE, "/me", Some(token), Some(json!({"password": password})))
+        .await
+}
+
+/// The favorites the emulated API's database holds for this user id, counted in the database
+/// itself (the account's tokens can no longer ask).
+async fn stored_favorites(user_id: &str) -> i64 {
+    let url = std::env::var("E2E_DATABASE_URL").expect("E2E_DATABASE_URL (make test sets it)");
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query_scalar("select count(*) from favorites where user_id = $1::text::uuid")
+        .bind(user_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn leaving_deletes_the_account_and_its_favorites_and_refuses_its_tokens_everywhere() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    let token = session.token.as_str();
+    let credentials = json!({"email": session.email, "password": "correct horse battery"});
+    let second: serde_json::Value = login(&api, &session.email, "correct horse battery")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        let favorite = json!({"id": id, "type": "insight", "name": id, "content": "c"});
+        let added = api.send(Method::POST, "/favorites", Some(token), Some(favorite)).await;
+        assert_eq!(added.status(), 201);
+    }
+    let listed: serde_json::Value = api
+        .send(Method::GET, "/favorites", Some(token), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+    let account = api.send(Method::POST, "/signup", None, Some(credentials.clone())).await;
+    assert_eq!(account.status(), 409, "the email is taken while the account exists");
+
+    let left = leave(&api, token, "correct horse battery").await;
+    assert_eq!(left.status(), 204, "{}", left.text().await.unwrap());
+
+    let patch = Some(json!({"description": "d"}));
+    let asset = Some(json!({"type": "insight", "name": "n", "content": "c"}));
+    for bearer in [token, second["token"].as_str().unwrap()] {
+        for (method, path, body) in [
+            (Method::GET, "/favorites", None),
+            (Method::POST, "/favorites", asset.clone()),
+            (Method::GET, "/favorites/a", None),
+            (Method::PATCH, "/favorites/a", patch.clone()),
+            (Method::DELETE, "/favorites/a", None),
+            (
+                Method::DELETE,
+                "/me",
+                Some(json!({"password": "correct horse battery"})),
+            ),
+        ] {
+            let refused = api.send(method.clone(), path, Some(bearer), body).await;
+            assert_eq!(refused.status(), 401, "{method} {path}");
+        }
+    }
+    assert_eq!(login(&api, &session.email, "correct horse battery").await.status(), 401);
+
+    // The email is free: a new account, which holds none of the old one's favorites.
+    let again = api.send(Method::POST, "/signup", None, Some(credentials)).await;
+    assert_eq!(again.status(), 201);
+    let new_token: serde_json::Value = login(&api, &session.email, "correct horse battery")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_token = new_token["token"].as_str().unwrap();
+    let listed: serde_json::Value = api
+        .send(Method::GET, "/favorites", Some(new_token), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"], json!([]));
+    assert_eq!(
+        api.send(Method::GET, "/favorites", Some(token), None).await.status(),
+        401,
+        "the old token does not become the new account's"
+    );
+}
+
+#[tokio::test]
+async fn the_deleted_accounts_favorites_are_gone_from_the_database() {
+    let api = Api::from_env();
+    let email = format!("leaver-{}@example.com", uuid::Uuid::new_v4());
+    let credentials = json!({"email": email, "password": "correct horse battery"});
+    let signup: serde_json::Value = api
+        .send(Method::POST, "/signup", None, Some(credentials))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_id = signup["id"].as_str().unwrap().to_string();
+    let token: serde_json::Value = login(&api, &email, "correct horse battery").await.json().await.unwrap();
+    let token = token["token"].as_str().unwrap();
+    for id in ["x", "y"] {
+        let favorite = json!({"id": id, "type": "insight", "name": id, "content": "c"});
+        assert_eq!(
+            api.send(Method::POST, "/favorites", Some(token), Some(favorite))
+                .await
+                .status(),
+            201
+        );
+    }
+    assert_eq!(stored_favorites(&user_id).await, 2);
+    assert_eq!(leave(&api, token, "correct horse battery").await.status(), 204);
+    assert_eq!(stored_favorites(&user_id).await, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_401_naming_it_and_deletes_nothing() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    let favorite = json!({"id": "kept", "type": "insight", "name": "kept", "content": "c"});
+    let added = api
+        .send(Method::POST, "/favorites", Some(&session.token), Some(favorite))
+        .await;
+    assert_eq!(added.status(), 201);
+
+    let refused = leave(&api, &session.token, "not my password").await;
+    assert_eq!(error_source(refused).await, (401, "/password".into()));
+
+    let kept = api
+        .send(Method::GET, "/favorites/kept", Some(&session.token), None)
+        .await;
+    assert_eq!(kept.status(), 200, "the account and its favorites are still there");
+    assert_eq!(login(&api, &session.email, "correct horse battery").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_password_is_a_400_naming_it() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    for body in [
+        json!({}),
+        json!({"password": ""}),
+        json!({"password": null}),
+        json!({"password": 12345678}),
+    ] {
+        let refused = api
+            .send(Method::DELETE, "/me", Some(&session.token), Some(body.clone()))
+            .await;
+        assert_eq!(error_source(refused).await, (400, "/password".into()), "{body}");
+    }
+    let no_body = api.send(Method::DELETE, "/me", Some(&session.token), None).await;
+    assert_eq!(no_body.status(), 415, "a body is required, as JSON");
+    let kept = api.send(Method::GET, "/favorites", Some(&session.token), None).await;
+    assert_eq!(kept.status(), 200, "nothing was deleted");
+}
+
+#[tokio::test]
+async fn wrong_passwords_on_leaving_count_as_failed_logins() {
+    let api = Api::from_env();
+    let session = api.new_user().await;
+    for attempt in 1..=3 {
+        let wrong = leave(&api, &session.token, "wrong password").await;
+        assert_eq!(wrong.status(), 401, "attempt {attempt}");
+    }
+    for attempt in 4..=5 {
+        assert_eq!(
+            login(&api, &session.email, "wrong password").await.status(),
+            401,
+            "attempt {attempt}"
+        );
+    }
+    // Five failures across the two: both refuse the right password until the window ends.
+    let login_refused = login(&api, &session.email, "correct horse battery").await;
+    assert_eq!(login_refused.status(), 429);
+    let leave_refused = leave(&api, &session.token, "correct horse battery").await;
+    assert_eq!(leave_refused.status(), 429);
+    let retry_after: u64 = leave_refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "Retry-After {retry_after}");
+    let kept = api.send(Method::GET, "/favorites", Some(&session.token), None).await;
+    assert_eq!(kept.status(), 200, "a throttled deletion deletes nothing");
 }

@@ -28,16 +28,17 @@ use uuid::Uuid;
 use crate::domain::{Asset, AssetInput, Email, Favorite, ListFilter, PasswordHash, User, UserId};
 use crate::ports::ChangeFavoriteError;
 use crate::ports::{
-    DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister, FavoriteRemover,
-    FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserInserter,
+    Account, AccountLookup, DatabaseHealth, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter,
+    FavoriteLister, FavoriteRemover, FavoritesVersion, InsertFavoriteError, InsertUserError, UserByEmail, UserDeleter,
+    UserInserter,
 };
 
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Every user port at once, for wiring; each function then keeps only the ones it uses.
-pub trait UserRepository: UserInserter + UserByEmail {}
-impl<T: UserInserter + UserByEmail> UserRepository for T {}
+pub trait UserRepository: UserInserter + UserByEmail + AccountLookup + UserDeleter {}
+impl<T: UserInserter + UserByEmail + AccountLookup + UserDeleter> UserRepository for T {}
 
 /// A connection pool to one of the two dialects.
 #[derive(Clone)]
@@ -181,6 +182,19 @@ impl Database {
     }
 }
 
+#[cfg(test)]
+impl Database {
+    /// A migrated SQLite database in this process's memory, shared by the pool's connections
+    /// and gone with them: for unit tests, one per call.
+    pub(crate) async fn in_memory() -> Self {
+        let database = Self::connect(&DatabaseSettings::for_url("sqlite::memory:"), None)
+            .await
+            .unwrap();
+        database.migrate().await.unwrap();
+        database
+    }
+}
+
 #[async_trait]
 impl DatabaseHealth for Database {
     async fn ping(&self) -> anyhow::Result<()> {
@@ -210,6 +224,7 @@ fn ca_bundle(settings: &DatabaseSettings) -> anyhow::Result<Vec<u8>> {
 // Statements both dialects run as they are (SQLite reads `$1` as a numbered parameter too).
 const INSERT_USER: &str = "insert into users (id, email, password_hash) values ($1, $2, $3)";
 const SELECT_USER_BY_EMAIL: &str = "select id, email, password_hash from users where lower(email) = lower($1)";
+const SELECT_USER_BY_ID: &str = "select id, email, password_hash from users where id = $1";
 const SELECT_FAVORITE: &str = "select id, asset, created_at, updated_at from favorites where user_id = $1 and id = $2";
 const SELECT_VERSION: &str = "select favorites_version from users where id = $1";
 const FAVORITE_EXISTS: &str = "select 1 from favorites where user_id = $1 and id = $2";
@@ -276,6 +291,18 @@ fn version_from_column(version: Option<i64>) -> anyhow::Result<FavoritesVersion>
 fn stored_version(version: Option<i64>) -> anyhow::Result<FavoritesVersion> {
     let version = u64::try_from(version.unwrap_or(0)).context("a negative favorites version")?;
     Ok(FavoritesVersion(version))
+}
+
+/// A user's account from their row's [`SELECT_VERSION`] (the authentication layer's one read):
+/// no row, no account.
+fn account_from_row(version: Option<i64>) -> anyhow::Result<Option<Account>> {
+    version
+        .map(|version| {
+            Ok(Account {
+                favorites_version: stored_version(Some(version))?,
+            })
+        })
+        .transpose()
 }
 
 /// True when `error` is a unique-constraint violation (Postgres 23505, SQLite 2067/1555).

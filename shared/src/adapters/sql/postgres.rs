@@ -11,15 +11,15 @@ use uuid::Uuid;
 
 use super::{
     FAVORITE_EXISTS, FilterDialect, INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL,
-    SELECT_VERSION, favorite_from_row, favorite_inserted, filter_clauses, stored_asset, stored_version, unchanged,
-    user_from_columns, user_inserted, version_from_column,
+    SELECT_USER_BY_ID, SELECT_VERSION, account_from_row, favorite_from_row, favorite_inserted, filter_clauses,
+    stored_asset, stored_version, unchanged, user_from_columns, user_inserted, version_from_column,
 };
 use crate::config::Endpoint;
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
 use crate::ports::{
-    ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
-    FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
-    ListedFavorite, Listing, Unavailable, UserByEmail, UserInserter,
+    Account, AccountLookup, ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter,
+    FavoriteLister, FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError,
+    ListPosition, ListQuery, ListedFavorite, Listing, Unavailable, UserByEmail, UserDeleter, UserInserter,
 };
 use crate::secrets::Secret;
 
@@ -308,21 +308,83 @@ impl UserInserter for PgUserRepository {
     }
 }
 
-#[async_trait]
-impl UserByEmail for PgUserRepository {
-    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+impl PgUserRepository {
+    /// The user `select` finds by its one parameter, `key`.
+    async fn user_where<K>(&self, select: &'static str, key: K, doing: &'static str) -> anyhow::Result<Option<User>>
+    where
+        K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Copy + Send + Sync,
+    {
         let row: Option<(Uuid, String, String)> = retrying_read(|| async {
             let mut conn = self.db.connection().await.map_err(unavailable)?;
-            sqlx::query_as(SELECT_USER_BY_EMAIL)
+            sqlx::query_as(select)
                 .persistent(self.db.persistent())
-                .bind(email.as_str())
+                .bind(key)
                 .fetch_optional(&mut *conn)
                 .await
-                .context("selecting a user by email")
+                .context(doing)
         })
         .await?;
         row.map(|(id, email, hash)| user_from_columns(id, &email, hash))
             .transpose()
+    }
+}
+
+#[async_trait]
+impl UserByEmail for PgUserRepository {
+    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+        self.user_where(SELECT_USER_BY_EMAIL, email.as_str(), "selecting a user by email")
+            .await
+    }
+}
+
+#[async_trait]
+impl AccountLookup for PgUserRepository {
+    async fn account(&self, user: UserId) -> anyhow::Result<Option<Account>> {
+        let version: Option<i64> = retrying_read(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            sqlx::query_scalar(SELECT_VERSION)
+                .persistent(self.db.persistent())
+                .bind(user.as_uuid())
+                .fetch_optional(&mut *conn)
+                .await
+                .context("looking up the account")
+        })
+        .await?;
+        account_from_row(version)
+    }
+}
+
+/// The user's favorites first, then the user: the order every change of a favorite takes its
+/// locks in (the favorite's row, then the user's; see [`INSERT_FAVORITE`]), so that a change
+/// racing the deletion queues behind it instead of deadlocking with it. The user's row is
+/// reached only once the subquery has run the deletion of the favorites to its end; the foreign
+/// key's cascade then deletes what a change committed meanwhile. One statement: one transaction.
+const DELETE_USER: &str = "
+    with favorites_gone as (
+        delete from favorites where user_id = $1 returning 1
+    )
+    delete from users where id = $1 and (select count(*) from favorites_gone) >= 0";
+
+#[async_trait]
+impl UserDeleter for PgUserRepository {
+    async fn user_by_id(&self, id: UserId) -> anyhow::Result<Option<User>> {
+        self.user_where(SELECT_USER_BY_ID, id.as_uuid(), "selecting a user by id")
+            .await
+    }
+
+    async fn delete_user(&self, id: UserId) -> anyhow::Result<bool> {
+        let deleted = retrying_write(|| async {
+            let mut conn = self.db.connection().await.map_err(unavailable)?;
+            Ok(sqlx::query(DELETE_USER)
+                .persistent(self.db.persistent())
+                .bind(id.as_uuid())
+                .execute(&mut *conn)
+                .await)
+        })
+        .await?
+        .context("deleting a user and their favorites")
+        .map_err(unavailable_if_lost)?;
+        Ok(deleted.rows_affected() > 0)
     }
 }
 

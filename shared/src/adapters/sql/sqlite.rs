@@ -6,15 +6,15 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::{
-    FAVORITE_EXISTS, FilterDialect, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_VERSION,
-    favorite_from_row, favorite_inserted, filter_clauses, stored_asset, stored_version, timestamp_text, unchanged,
-    user_from_columns, user_inserted, version_from_column,
+    FAVORITE_EXISTS, FilterDialect, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_USER_BY_ID,
+    SELECT_VERSION, account_from_row, favorite_from_row, favorite_inserted, filter_clauses, stored_asset,
+    stored_version, timestamp_text, unchanged, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
 use crate::ports::{
-    ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter, FavoriteLister,
-    FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
-    ListedFavorite, Listing, UserByEmail, UserInserter,
+    Account, AccountLookup, ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter,
+    FavoriteLister, FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError,
+    ListPosition, ListQuery, ListedFavorite, Listing, UserByEmail, UserDeleter, UserInserter,
 };
 
 /// Ids are stored as hyphenated text: readable with the sqlite3 shell, and ordered like the
@@ -42,14 +42,14 @@ impl UserInserter for SqliteUserRepository {
     }
 }
 
-#[async_trait]
-impl UserByEmail for SqliteUserRepository {
-    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
-        let row: Option<(String, String, String)> = sqlx::query_as(SELECT_USER_BY_EMAIL)
-            .bind(email.as_str())
+impl SqliteUserRepository {
+    /// The user `select` finds by its one parameter, `key`.
+    async fn user_where(&self, select: &'static str, key: &str, doing: &'static str) -> anyhow::Result<Option<User>> {
+        let row: Option<(String, String, String)> = sqlx::query_as(select)
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .context("selecting a user by email")?;
+            .context(doing)?;
         row.map(|(id, email, hash)| {
             user_from_columns(
                 Uuid::parse_str(&id).context("a stored user id is not a UUID")?,
@@ -58,6 +58,53 @@ impl UserByEmail for SqliteUserRepository {
             )
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl UserByEmail for SqliteUserRepository {
+    async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<User>> {
+        self.user_where(SELECT_USER_BY_EMAIL, email.as_str(), "selecting a user by email")
+            .await
+    }
+}
+
+#[async_trait]
+impl AccountLookup for SqliteUserRepository {
+    async fn account(&self, user: UserId) -> anyhow::Result<Option<Account>> {
+        let version: Option<i64> = sqlx::query_scalar(SELECT_VERSION)
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .context("looking up the account")?;
+        account_from_row(version)
+    }
+}
+
+#[async_trait]
+impl UserDeleter for SqliteUserRepository {
+    async fn user_by_id(&self, id: UserId) -> anyhow::Result<Option<User>> {
+        self.user_where(SELECT_USER_BY_ID, &id.to_string(), "selecting a user by id")
+            .await
+    }
+
+    /// The favorites, then the user, in one transaction: all of it or (dropped before the
+    /// commit) none. Without relying on the foreign key's cascade, which SQLite applies only on
+    /// connections that turned foreign keys on.
+    async fn delete_user(&self, id: UserId) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        sqlx::query("delete from favorites where user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("deleting a user's favorites")?;
+        let deleted = sqlx::query("delete from users where id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("deleting a user")?;
+        tx.commit().await.context("committing a user's deletion")?;
+        Ok(deleted.rows_affected() > 0)
     }
 }
 
