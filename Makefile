@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency bench-filters fmt lint
+.PHONY: help run stack test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency bench-filters fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -16,6 +16,9 @@ help: ## List the targets
 
 run: ## Run the API on http://127.0.0.1:9000 (development setup: SQLite + dev JWT key in .local/; CACHE=redis for the cache)
 	@scripts/run.sh
+
+stack: ## The deployed shape on http://127.0.0.1:9100/v1: template.yaml on local stand-ins under AWS's runtime emulator (scripts/stack.sh)
+	@scripts/stack.sh
 
 test: ## Format check, clippy, build, then all tests against Postgres, Redis and the emulated API
 	@scripts/test.sh

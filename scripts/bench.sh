@@ -40,9 +40,7 @@ cache)
 	;;
 latency)
 	# AWS's runtime interface emulator comes with the SAM CLI (samcli/local/rapid/).
-	AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
-	[ -x .venv/bin/sam ] || .venv/bin/python -m pip install -q --progress-bar off "aws-sam-cli==$AWS_SAM_CLI_VERSION" >&2 ||
-		die "pip install aws-sam-cli failed; retry with: .venv/bin/pip install aws-sam-cli==$AWS_SAM_CLI_VERSION"
+	ensure_sam_cli
 	;;
 coldstart)
 	need_cmd gzip

@@ -21,7 +21,6 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Pinned: a newer cfn-lint brings new rules, and with them new findings, on its own schedule.
-AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
 CFN_LINT_VERSION="${CFN_LINT_VERSION:-1.58.0}"
 
 # SAM CLI: no usage telemetry, no region lookup in ~/.aws; nothing here calls AWS.
@@ -29,12 +28,11 @@ export SAM_CLI_TELEMETRY=0
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
 ensure_infra_tools() {
-	ensure_venv
-	if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ]; then
-		say "installing aws-sam-cli $AWS_SAM_CLI_VERSION and cfn-lint $CFN_LINT_VERSION into .venv (pip)"
-		.venv/bin/python -m pip install -q --progress-bar off \
-			"aws-sam-cli==$AWS_SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" >&2 ||
-			die "pip install aws-sam-cli cfn-lint failed; retry with: .venv/bin/pip install aws-sam-cli==$AWS_SAM_CLI_VERSION cfn-lint==$CFN_LINT_VERSION"
+	ensure_sam_cli
+	if [ ! -x .venv/bin/cfn-lint ]; then
+		say "installing cfn-lint $CFN_LINT_VERSION into .venv (pip)"
+		.venv/bin/python -m pip install -q --progress-bar off "cfn-lint==$CFN_LINT_VERSION" >&2 ||
+			die "pip install cfn-lint failed; retry with: .venv/bin/pip install cfn-lint==$CFN_LINT_VERSION"
 	fi
 }
 

@@ -345,6 +345,17 @@ ensure_cargo_lambda() {
 		die "'cargo lambda' does not run; reinstall with: rm -f .venv/bin/cargo-lambda && .venv/bin/pip install --force-reinstall cargo-lambda==$CARGO_LAMBDA_VERSION"
 }
 
+# ensure_sam_cli: the SAM CLI in .venv: `sam`, its translator (the stack's SAM transform) and
+# AWS's runtime interface emulator (samcli/local/rapid/aws-lambda-rie-x86_64).
+AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
+ensure_sam_cli() {
+	ensure_venv
+	[ ! -x .venv/bin/sam ] || return 0
+	say "installing aws-sam-cli $AWS_SAM_CLI_VERSION into .venv (pip)"
+	.venv/bin/python -m pip install -q --progress-bar off "aws-sam-cli==$AWS_SAM_CLI_VERSION" >&2 ||
+		die "pip install aws-sam-cli failed; retry with: .venv/bin/pip install aws-sam-cli==$AWS_SAM_CLI_VERSION"
+}
+
 # ---------------------------------------------------------------------------------------------
 # AWS APIs: a moto server (PyPI moto[server]) on 127.0.0.1 stands in for DynamoDB and Secrets
 # Manager. The SDK finds it through AWS_ENDPOINT_URL; the credentials are moto's dummies.
@@ -378,6 +389,41 @@ start_moto() {
 	export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 	wait_http "$AWS_ENDPOINT_URL/moto-api/" 60 "$log" "$pid"
 	say "moto_server ready: AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"
+}
+
+# start_stack_moto LOG: another moto server, for the stack: it enforces IAM after its first
+# actions, in which `stack admin` makes the administrator; exports STACK_AWS_ENDPOINT_URL and
+# its keys, STACK_AWS_ACCESS_KEY_ID and STACK_AWS_SECRET_ACCESS_KEY. Needs the debug build.
+start_stack_moto() {
+	local log=$1 port pid keys
+	ensure_moto_installed
+	port=$(free_port)
+	say "starting moto_server enforcing IAM on 127.0.0.1:$port (log: $log)"
+	INITIAL_NO_AUTH_ACTION_COUNT=3 MOTO_IAM_LOAD_MANAGED_POLICIES=true \
+		.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null &
+	pid=$!
+	add_cleanup "stop_tree $pid 'moto_server (IAM)'"
+	export STACK_AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+	wait_http "$STACK_AWS_ENDPOINT_URL/moto-api/" 60 "$log" "$pid"
+	keys=$("$CARGO_TARGET_DIR/debug/stack" admin "$STACK_AWS_ENDPOINT_URL") ||
+		die "could not make the stack's administrator in moto ($STACK_AWS_ENDPOINT_URL, log $log)"
+	eval "$keys"
+	export STACK_AWS_ACCESS_KEY_ID STACK_AWS_SECRET_ACCESS_KEY
+}
+
+# start_stack LOG: the deployed shape (`stack serve`: template.yaml on the stand-ins that
+# start_tls_postgres, start_tls_redis and start_stack_moto started) on STACK_PORT, else a free
+# port, stopped on exit; waits for its health route and exports STACK_URL.
+start_stack() {
+	local log=$1 pid
+	export STACK_PORT="${STACK_PORT:-$(free_port)}"
+	say "deploying template.yaml onto the stand-ins: stack serve on 127.0.0.1:$STACK_PORT (log: $log)"
+	"$CARGO_TARGET_DIR/debug/stack" serve >"$log" 2>&1 </dev/null &
+	pid=$!
+	add_cleanup "_stop_pid $pid 'the stack'"
+	wait_http "http://127.0.0.1:$STACK_PORT/${STACK_STAGE:-v1}/health" 300 "$log" "$pid"
+	STACK_URL=$(sed -n 's/^stack ready: //p' "$log")
+	export STACK_URL
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -435,13 +481,31 @@ ensure_postgres() {
 start_tls_postgres() {
 	local bin dir port san
 	san=$(IFS=,; echo "IP:127.0.0.1${*:+,$*}")
-	need_cmd openssl
 	bin=$(_pg_server_bin)
 	_pg_cluster_dir favorites-tls-pg
 	dir=$PG_CLUSTER_DIR
 	port=$(free_port)
 
-	say "TLS Postgres: a CA and a server certificate for 127.0.0.1 (openssl)"
+	_make_certs "$dir" "$san" "TLS Postgres"
+	if is_root; then chown -R postgres:postgres "$dir"; fi
+	chmod 755 "$dir" # the tests read the CA certificate
+
+	_pg_cluster "$bin" "$dir" "$port" "TLS Postgres" "--auth-local=trust --auth-host=scram-sha-256" \
+		"-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+	export TEST_TLS_PG_ADMIN_URL="postgresql://postgres@localhost/postgres?host=$dir&port=$port"
+	export TEST_TLS_PG_PORT=$port
+	export TEST_TLS_PG_CA=$dir/ca.crt
+	export TEST_TLS_PG_LOG=$dir/postgres.log
+	export TEST_PG_BIN=$bin # the fault test runs a server of its own with these
+	say "TLS Postgres ready on 127.0.0.1:$port (CA $TEST_TLS_PG_CA)"
+}
+
+# _make_certs DIR SAN NAME: in DIR, a CA (ca.crt) and a server certificate (server.crt,
+# server.key) for the subjectAltName SAN, with openssl.
+_make_certs() {
+	local dir=$1 san=$2
+	need_cmd openssl
+	say "$3: a CA and a server certificate for $san (openssl)"
 	(
 		cd "$dir"
 		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=favorites test CA" \
@@ -456,17 +520,6 @@ start_tls_postgres() {
 		tail_log "$dir/openssl.log"
 		die "could not make the test certificates (see above)"
 	}
-	if is_root; then chown -R postgres:postgres "$dir"; fi
-	chmod 755 "$dir" # the tests read the CA certificate
-
-	_pg_cluster "$bin" "$dir" "$port" "TLS Postgres" "--auth-local=trust --auth-host=scram-sha-256" \
-		"-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
-	export TEST_TLS_PG_ADMIN_URL="postgresql://postgres@localhost/postgres?host=$dir&port=$port"
-	export TEST_TLS_PG_PORT=$port
-	export TEST_TLS_PG_CA=$dir/ca.crt
-	export TEST_TLS_PG_LOG=$dir/postgres.log
-	export TEST_PG_BIN=$bin # the fault test runs a server of its own with these
-	say "TLS Postgres ready on 127.0.0.1:$port (CA $TEST_TLS_PG_CA)"
 }
 
 # _pg_server_bin: the Postgres server binaries' directory, installing the package if needed.
@@ -562,10 +615,13 @@ ensure_redis() {
 	export TEST_REDIS_URL=$STARTED_REDIS_URL
 }
 
-# start_redis: a private redis-server on a free port of 127.0.0.1 (no persistence), installing
-# the package if needed; stopped and deleted on exit. Sets STARTED_REDIS_URL.
+# start_redis [TLS]: a private redis-server on a free port of 127.0.0.1 (no persistence),
+# installing the package if needed; stopped and deleted on exit. Sets STARTED_REDIS_URL. With
+# TLS, it speaks only TLS (the stack's ElastiCache) and TEST_TLS_REDIS_PORT and
+# TEST_TLS_REDIS_CA are exported.
 start_redis() {
-	local server dir port pid i
+	local server dir port pid i tls=${1:-}
+	local -a options=()
 	server=$(command -v redis-server 2>/dev/null || true)
 	if [ -z "$server" ] || [ ! -x "$server" ]; then
 		say "redis-server not found, installing package redis-server"
@@ -576,20 +632,27 @@ start_redis() {
 	dir=$(mktemp -d /tmp/favorites-redis.XXXXXX)
 	add_cleanup "rm -rf '$dir'"
 	port=$(free_port)
-	say "starting a private Redis on 127.0.0.1:$port, log $dir/redis.log"
-	"$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$dir" \
+	options=(--port "$port")
+	if [ -n "$tls" ]; then
+		_make_certs "$dir" "IP:127.0.0.1" "TLS Redis"
+		options=(--port 0 --tls-port "$port" --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key"
+			--tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no)
+	fi
+	say "starting a private ${tls:+TLS }Redis on 127.0.0.1:$port, log $dir/redis.log"
+	"$server" "${options[@]}" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$dir" \
 		>"$dir/redis.log" 2>&1 </dev/null &
 	pid=$!
 	add_cleanup "_stop_pid $pid 'private Redis'"
 	for i in $(seq 1 30); do
-		redis_ping 127.0.0.1 "$port" && break
+		if [ -n "$tls" ]; then port_open 127.0.0.1 "$port" && break; else redis_ping 127.0.0.1 "$port" && break; fi
 		if ! kill -0 "$pid" 2>/dev/null || [ "$i" -eq 30 ]; then
 			tail_log "$dir/redis.log"
 			die "the private Redis on port $port did not start (see above)"
 		fi
 		sleep 0.5
 	done
-	STARTED_REDIS_URL="redis://127.0.0.1:$port"
+	STARTED_REDIS_URL="redis${tls:+s}://127.0.0.1:$port"
+	[ -z "$tls" ] || export TEST_TLS_REDIS_PORT=$port TEST_TLS_REDIS_CA=$dir/ca.crt
 	say "Redis: private server ready, $STARTED_REDIS_URL"
 }
 

@@ -33,7 +33,6 @@ REGION=us-east-1
 AWS_HOSTS=(secretsmanager.$REGION.amazonaws.com dynamodb.$REGION.amazonaws.com 123456789012.ddb.$REGION.amazonaws.com)
 # Processes under this group id (SAM) may only reach loopback and the Docker bridge.
 OFFLINE_GID=64999
-AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
 
 # ensure_dockerd: a Docker engine answering on its socket; starts dockerd when none does.
 ensure_dockerd() {
@@ -127,8 +126,7 @@ started=$SECONDS
 ensure_lambda_image
 say "base image ready in $((SECONDS - started))s"
 ensure_moto_installed
-# After moto: moto[server] pins an older aws-sam-translator, which SAM's own pin replaces.
-[ -x .venv/bin/sam ] || .venv/bin/python -m pip install -q --progress-bar off "aws-sam-cli==$AWS_SAM_CLI_VERSION" >&2
+ensure_sam_cli
 need_cmd socat
 need_cmd psql postgresql-client
 BRIDGE_NET=$(docker network inspect bridge -f '{{ (index .IPAM.Config 0).Subnet }}')

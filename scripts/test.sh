@@ -9,7 +9,9 @@
 #   3. cargo fmt --check, clippy -D warnings, cargo build (the function binaries)
 #   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, tables and the
 #      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
-#   5. cargo nextest run --profile ci (unit, integration and e2e tests)
+#   5. cargo nextest run --profile ci (unit, integration and e2e tests); then, with no
+#      arguments, the end-to-end suite again against the deployed shape (make stack's stack:
+#      a TLS Redis and a moto enforcing IAM are started for it in step 2)
 #   6. extra_checks (see below): the API contract (schemathesis) and the SAM template
 #      (cfn-lint, sam validate, sam build)
 #
@@ -155,9 +157,10 @@ url_with_password() {
 
 # ---------------------------------------------------------------------------------------------
 
-step "Tools: project venv and cargo-lambda" "delete .venv and rerun to rebuild it"
+step "Tools: project venv, cargo-lambda and the SAM CLI (aws-lambda-rie, the SAM transform)" "delete .venv and rerun to rebuild it"
 ensure_venv
 ensure_cargo_lambda
+ensure_sam_cli
 need_cmd curl
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
@@ -175,8 +178,11 @@ step "AWS APIs: moto server (DynamoDB, Secrets Manager) on 127.0.0.1" "see .loca
 mkdir -p .local
 start_moto "$REPO_ROOT/.local/moto.log"
 
-step "TLS Postgres with password authentication (database secret and rotation tests)" "needs openssl and the postgresql server package"
+step "TLS Postgres with password authentication (database secret and rotation tests, the stack)" "needs openssl and the postgresql server package"
 start_tls_postgres
+
+step "TLS Redis (the stack's ElastiCache)" "needs openssl and redis-server"
+start_redis tls
 
 step "Formatting: cargo fmt --all --check" "run: make fmt"
 cargo fmt --all --check
@@ -186,6 +192,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Build: cargo build --workspace --locked (the binaries the emulator runs)" "fix the build errors above"
 cargo build --workspace --locked
+
+step "moto enforcing IAM (the stack's AWS), with its administrator" "see .local/stack-moto.log"
+start_stack_moto "$REPO_ROOT/.local/stack-moto.log"
 
 step "Build tests: cargo nextest run --no-run" "fix the build errors above"
 # Built before the emulator starts, so the test build never competes with it for the cargo lock.
@@ -197,6 +206,13 @@ say "E2E_BASE_URL=$E2E_BASE_URL  TEST_DATABASE_URL=$(redact_url "$TEST_DATABASE_
 
 step "Tests: cargo nextest run --workspace --locked --profile ci${*:+ $*}" "failing tests are listed above; the emulator log is $E2E_LOG (kept after the run)"
 cargo nextest run --workspace --locked --profile ci "$@"
+
+if [ $# -eq 0 ]; then
+	step "The deployed shape (make stack): template.yaml on the stand-ins, the end-to-end suite against it" "see .local/stack.log and the function logs it names; reproduce with: make stack"
+	start_stack "$REPO_ROOT/.local/stack.log"
+	E2E_BASE_URL=$STACK_URL cargo nextest run --workspace --locked --profile ci \
+		-E 'binary(end_to_end) & (test(/^favorites::/) | test(/^idempotency::/) | test(/^users::/) | test(/^request_ids::/))'
+fi
 
 extra_checks
 

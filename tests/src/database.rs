@@ -127,6 +127,34 @@ impl Drop for TestDatabase {
     }
 }
 
+/// What RDS does when it creates an instance: the master role `owner` with its password and an
+/// empty database `name` it owns (the `migrate` function fills it). A role an earlier run left
+/// gets the new password.
+pub async fn create_instance(admin_url: &str, name: &str, owner: &Owner) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .context("connecting to the admin URL")?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+        .bind(&owner.role)
+        .fetch_one(&mut admin)
+        .await?;
+    let verb = if exists { "alter" } else { "create" };
+    // The names come from the template and the password from the generated secret (letters
+    // and digits); never from a request.
+    execute(
+        &mut admin,
+        &format!("{verb} role \"{}\" login password '{}'", owner.role, owner.password),
+    )
+    .await?;
+    execute(
+        &mut admin,
+        &format!("create database \"{name}\" owner \"{}\"", owner.role),
+    )
+    .await?;
+    admin.close().await.ok();
+    Ok(())
+}
+
 async fn drop_database(admin_url: &str, name: &str, owner: Option<&Owner>) -> anyhow::Result<()> {
     let mut admin = PgConnection::connect(admin_url)
         .await

@@ -7,6 +7,8 @@
 //! - `enrichment_server`: a fake enrichment service
 //! - `events`: the sample events of `events/`, listed or patched into a request
 //! - `template`: template.yaml resolved for a deployment target, offline
+//! - `rie`: one function binary under AWS's runtime interface emulator
+//! - `stack`: the deployed shape on 127.0.0.1 (`make stack`): template, stand-ins, gateway
 //! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
 pub mod aws;
@@ -14,7 +16,9 @@ pub mod bench;
 pub mod database;
 pub mod enrichment_server;
 pub mod events;
+pub mod rie;
 pub mod runtime_api;
+pub mod stack;
 pub mod template;
 
 use reqwest::{Method, Response};

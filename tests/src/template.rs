@@ -284,6 +284,9 @@ pub struct Deployment<'a> {
     template: &'a Template,
     pub target: &'a Target,
     conditions: BTreeMap<String, bool>,
+    /// What stands in for a resource: `Name` (its `Ref`) or `Name.Attribute` (a `GetAtt`) to
+    /// the value the local stand-in has, in place of a placeholder.
+    stand_ins: BTreeMap<String, String>,
 }
 
 impl<'a> Deployment<'a> {
@@ -292,6 +295,7 @@ impl<'a> Deployment<'a> {
             template,
             target,
             conditions: BTreeMap::new(),
+            stand_ins: BTreeMap::new(),
         };
         for (name, spec) in template.parameters() {
             if !target.parameters.contains_key(name) && spec.get("Default").is_none() {
@@ -305,6 +309,16 @@ impl<'a> Deployment<'a> {
             }
         }
         Ok(deployment)
+    }
+
+    /// Whether `condition` holds in this target.
+    pub fn is(&self, condition: &str) -> Result<bool> {
+        self.condition(condition, 0)
+    }
+
+    /// From now on `Ref name` (or `GetAtt name`, for `Resource.Attribute`) resolves to `value`.
+    pub fn stand_in(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.stand_ins.insert(name.into(), value.into());
     }
 
     /// The value a parameter has in this target, as a string (a list parameter comma-joined).
@@ -454,6 +468,7 @@ impl<'a> Deployment<'a> {
             "AWS::StackName" => json!(t.stack),
             "AWS::Partition" => json!("aws"),
             "AWS::URLSuffix" => json!("amazonaws.com"),
+            _ if self.stand_ins.contains_key(name) => json!(self.stand_ins[name]),
             _ if self.template.parameters().contains_key(name) => {
                 let value = self.parameter(name)?;
                 let kind = self.template.parameters()[name]["Type"].as_str().unwrap_or_default();
@@ -496,6 +511,9 @@ impl<'a> Deployment<'a> {
     }
 
     fn attribute(&self, resource: &str, attribute: &str) -> Result<Value> {
+        if let Some(value) = self.stand_ins.get(&format!("{resource}.{attribute}")) {
+            return Ok(json!(value));
+        }
         let kind = self.template.doc["Resources"][resource]["Type"]
             .as_str()
             .ok_or_else(|| anyhow!("Fn::GetAtt {resource}.{attribute}: no such resource"))?;

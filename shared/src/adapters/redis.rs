@@ -220,7 +220,8 @@ impl RedisFavoriteCache {
     /// Builds the client once per cold start without connecting: the connection opens on the
     /// first use and is re-opened in the background after a failure, so a Redis that is down
     /// at cold start costs nothing but cache misses. `rediss://` URLs use TLS (rustls with the
-    /// web PKI roots, which include the Amazon roots ElastiCache's certificates chain to).
+    /// web PKI roots, which include the Amazon roots ElastiCache's certificates chain to, or
+    /// only the CAs of `REDIS_CA_BUNDLE`).
     pub fn new(settings: &CacheSettings) -> anyhow::Result<Self> {
         let config = &settings.policy;
         // TCP_NODELAY, which redis leaves off: the connection is shared by concurrent calls,
@@ -232,7 +233,19 @@ impl RedisFavoriteCache {
             .into_connection_info()
             .context("parsing REDIS_URL")?
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).context("building the Redis client")?;
+        let client = match &settings.ca_bundle {
+            None => redis::Client::open(info),
+            Some(path) => {
+                let root_cert =
+                    std::fs::read(path).with_context(|| format!("reading REDIS_CA_BUNDLE {}", path.display()))?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(info, certificates)
+            }
+        }
+        .context("building the Redis client")?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))

@@ -1,5 +1,7 @@
 //! The favorites cache (ElastiCache Redis): off unless `REDIS_URL` is set.
 
+use std::path::PathBuf;
+
 use secrecy::SecretString;
 
 use super::{ConfigError, Env, Settings, millis, parse, seconds, url};
@@ -9,6 +11,9 @@ use crate::adapters::redis::CachePolicy;
 pub struct CacheSettings {
     /// `redis://…` or `rediss://…` (TLS, as ElastiCache's in-transit encryption needs).
     pub url: SecretString,
+    /// PEM file of the CAs a `rediss://` server certificate must chain to (`REDIS_CA_BUNDLE`);
+    /// default: the web PKI roots built into the binary, which ElastiCache's chain to.
+    pub ca_bundle: Option<PathBuf>,
     pub policy: CachePolicy,
 }
 
@@ -21,6 +26,7 @@ impl Settings for Option<CacheSettings> {
         let defaults = CachePolicy::default();
         Ok(Some(CacheSettings {
             url: url.into(),
+            ca_bundle: env.get("REDIS_CA_BUNDLE").map(PathBuf::from),
             policy: CachePolicy {
                 timeout: millis(env, "REDIS_TIMEOUT_MS", defaults.timeout, 10..=5_000)?,
                 ttl: seconds(env, "CACHE_TTL_SECONDS", defaults.ttl, 10..=7 * 86_400)?,
@@ -37,6 +43,7 @@ impl CacheSettings {
     pub fn for_url(url: impl Into<String>) -> Self {
         Self {
             url: SecretString::from(url.into()),
+            ca_bundle: None,
             policy: CachePolicy::default(),
         }
     }

@@ -39,6 +39,7 @@ fn redis_url() -> String {
 fn cache_config(url: &str, max_items: usize, max_bytes: usize) -> CacheSettings {
     CacheSettings {
         url: SecretString::from(url.to_string()),
+        ca_bundle: None,
         policy: CachePolicy {
             ttl: Duration::from_secs(600),
             max_items,
@@ -46,6 +47,45 @@ fn cache_config(url: &str, max_items: usize, max_bytes: usize) -> CacheSettings 
             ..CachePolicy::default()
         },
     }
+}
+
+/// ElastiCache's shape: `rediss://`, the server's certificate checked against REDIS_CA_BUNDLE
+/// (the private TLS Redis of `make test`); without the bundle the same server is not trusted,
+/// and the list comes from the database alone.
+#[tokio::test]
+async fn a_rediss_cache_serves_with_its_ca_bundle_and_is_skipped_without_it() {
+    let (port, ca) = match (std::env::var("TEST_TLS_REDIS_PORT"), std::env::var("TEST_TLS_REDIS_CA")) {
+        (Ok(port), Ok(ca)) => (port, ca),
+        _ => panic!("TEST_TLS_REDIS_PORT and TEST_TLS_REDIS_CA are not set: run `make test`"),
+    };
+    let test_db = crate::support::postgres().await;
+    let db = &test_db.database;
+    let user = a_user(db).await;
+    add_favorite::add_favorite(db.favorites().as_ref(), None, user, insight("tls", 1))
+        .await
+        .unwrap();
+    let url = format!("rediss://127.0.0.1:{port}");
+    let trusted = guard(&CacheSettings {
+        ca_bundle: Some(ca.into()),
+        ..cache_config(&url, 1000, 1 << 20)
+    });
+    served_list(db, &trusted, user, query(None)).await;
+    let listed = served_list(db, &trusted, user, query(None)).await;
+    assert_eq!(listed, database_list(db, user).await);
+    assert_eq!(
+        CacheStats::get(&trusted.stats.hits),
+        1,
+        "the second list comes from Redis over TLS"
+    );
+
+    let untrusted = guard(&cache_config(&url, 1000, 1 << 20));
+    let listed = served_list(db, &untrusted, user, query(None)).await;
+    assert_eq!(listed, database_list(db, user).await);
+    assert_eq!(
+        CacheStats::get(&untrusted.stats.hits),
+        0,
+        "a certificate of an unknown CA is refused"
+    );
 }
 
 fn guard(config: &CacheSettings) -> Arc<CacheGuard> {

@@ -51,6 +51,7 @@ fn cached_enrichment(url: &str, enrichment_ttl: Duration) -> Arc<Enrichment> {
     let redis_url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (make test sets it)");
     let config = shared::config::CacheSettings {
         url: SecretString::from(redis_url),
+        ca_bundle: None,
         policy: shared::adapters::redis::CachePolicy {
             ttl: Duration::from_secs(60),
             enrichment_ttl,

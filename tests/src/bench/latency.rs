@@ -25,34 +25,30 @@
 //! Knobs: `BENCH_REQUESTS` (200), `BENCH_WARMUPS` (5), `BENCH_LIMITS` ("10 100 1000"),
 //! `BENCH_RIE` (the emulator binary; default the SAM CLI's in `.venv`).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use shared::adapters::jwt::{JwtAccessTokens, KeyRing, TokenPolicy};
 use shared::domain::UserId;
 use shared::ports::AccessTokens;
 use sqlx::PgPool;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::emulator::Emulator;
 use super::report::{Report, Table, say, verdict};
 use super::stats::{Samples, group};
-use super::{free_port, function_binary, knob, procfs, random_hex, seed};
+use super::{function_binary, knob, random_hex, seed};
 use crate::database::{TestDatabase, admin_url};
 use crate::events;
+use crate::rie::STREAM_SEPARATOR;
 
 /// A delayed-ACK stall is 40 ms on Linux; no warm invocation of these routes comes near it.
 const STALL_MS: f64 = 35.0;
 /// How much more than the function's own duration the client may see, at the median.
 const WAY_BACK_MS: f64 = 2.0;
-/// The separator between a streamed answer's JSON prelude and its body.
-const STREAM_SEPARATOR: &[u8] = &[0; 8];
 /// Any one invocation, and the emulator's REPORT line after it.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Pieces of the streaming baseline's body.
@@ -112,7 +108,7 @@ pub async fn run() -> anyhow::Result<()> {
             .map(str::parse)
             .collect::<Result<_, _>>()
             .context("BENCH_LIMITS: whole numbers separated by spaces")?,
-        rie: rie_binary()?,
+        rie: crate::rie::Rie::binary()?,
     };
     ensure!(knobs.requests > 0, "BENCH_REQUESTS must be positive");
     ensure!(!knobs.limits.is_empty(), "BENCH_LIMITS is empty");
@@ -151,30 +147,6 @@ pub async fn run() -> anyhow::Result<()> {
     database.drop_now().await?;
     let (rie, baseline, watch, postgres) = result?;
     report(&knobs, &rie, &baseline, &watch, &postgres)
-}
-
-/// The SAM CLI's emulator in `.venv`, or `BENCH_RIE`.
-fn rie_binary() -> anyhow::Result<PathBuf> {
-    if let Ok(path) = std::env::var("BENCH_RIE") {
-        return Ok(PathBuf::from(path));
-    }
-    let lib = super::repo_root().join(".venv").join("lib");
-    let found = std::fs::read_dir(&lib)
-        .with_context(|| {
-            format!(
-                "reading {} (scripts/bench.sh installs the SAM CLI there)",
-                lib.display()
-            )
-        })?
-        .filter_map(Result::ok)
-        .map(|python| {
-            python
-                .path()
-                .join("site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
-        })
-        .find(|path| path.exists());
-    found
-        .context("no aws-lambda-rie-x86_64 in .venv: pip install aws-sam-cli (scripts/bench.sh does), or set BENCH_RIE")
 }
 
 /// A user with favorites `fav-1` to `fav-<n>` (by SQL), and a token for it signed with
@@ -340,75 +312,29 @@ async fn through_make_run(
 }
 
 /// One function under `aws-lambda-rie` on free ports; stopped, with the function, when dropped.
-struct Rie {
-    child: Child,
-    invoke_url: String,
-    /// The `Duration` of each REPORT line, in order.
-    reports: mpsc::UnboundedReceiver<f64>,
-    log: PathBuf,
-}
+struct Rie(crate::rie::Rie);
 
 impl Rie {
     /// Starts the emulator on function `name` with `env`, plus what Lambda sets; nothing of
     /// ours is inherited (the emulator hands its environment to the function).
     async fn start(rie: &Path, name: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
-        let (port, api_port) = (free_port()?, free_port()?);
         let log = super::log_path(&format!("latency-rie-{name}"));
-        let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let lambda = [
+        let mut all: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME", name.into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
             ("AWS_LAMBDA_LOG_STREAM_NAME", super::log_stream()),
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
-        ];
-        let mut command = Command::new(rie);
-        command
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg(function_binary(name)?)
-            .env_clear()
-            .envs(lambda.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .envs(env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file.try_clone()?);
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        say(format!(
-            "{name} under aws-lambda-rie on 127.0.0.1:{port} (log: {})",
-            log.display()
-        ));
-        let mut child = command.spawn().with_context(|| format!("starting {}", rie.display()))?;
-        let stdout = child.stdout.take().context("the emulator's stdout")?;
-        let (sender, reports) = mpsc::unbounded_channel();
-        std::thread::spawn(move || copy_and_read_reports(stdout, log_file, &sender));
-        let mut rie = Self {
-            child,
-            invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"),
-            reports,
-            log,
-        };
-        rie.wait_listening(port).await?;
-        Ok(rie)
-    }
-
-    async fn wait_listening(&mut self, port: u16) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("aws-lambda-rie exited ({status}); see {}", self.log.display());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "aws-lambda-rie is not listening after 10 s; see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        all.extend(env.iter().cloned());
+        say(format!("{name} under aws-lambda-rie (log: {})", log.display()));
+        Ok(Self(
+            crate::rie::Rie::start(rie, &function_binary(name)?, &all, &log).await?,
+        ))
     }
 
     /// One invocation: milliseconds to the answer's last byte, its REPORT duration, and the
@@ -416,7 +342,7 @@ impl Rie {
     async fn invoke(&mut self, http: &reqwest::Client, case: &Case) -> anyhow::Result<(f64, f64, usize)> {
         let started = Instant::now();
         let response = http
-            .post(&self.invoke_url)
+            .post(&self.0.invoke_url)
             .body(case.event.clone())
             .timeout(TIMEOUT)
             .send()
@@ -430,13 +356,13 @@ impl Rie {
             "{}: answered {status:?}, not 200: {}\n(see {})",
             case.label,
             String::from_utf8_lossy(&answer[..answer.len().min(300)]),
-            self.log.display()
+            self.0.log.display()
         );
-        let report = tokio::time::timeout(TIMEOUT, self.reports.recv())
+        let report = tokio::time::timeout(TIMEOUT, self.0.reports.recv())
             .await
             .ok()
             .flatten()
-            .with_context(|| format!("no REPORT line after an invocation; see {}", self.log.display()))?;
+            .with_context(|| format!("no REPORT line after an invocation; see {}", self.0.log.display()))?;
         Ok((ms, report, body_bytes))
     }
 
@@ -461,35 +387,6 @@ impl Rie {
             body_bytes,
         })
     }
-}
-
-impl Drop for Rie {
-    fn drop(&mut self) {
-        procfs::stop(&procfs::tree(self.child.id()), Duration::from_secs(10));
-        let _ = self.child.wait();
-    }
-}
-
-/// Copies the emulator's stdout (its own lines and the function's) to `log`, sending the
-/// duration of each `REPORT` line.
-fn copy_and_read_reports(stdout: impl std::io::Read, mut log: std::fs::File, reports: &mpsc::UnboundedSender<f64>) {
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        let _ = writeln!(log, "{line}");
-        if let Some(ms) = report_duration(&line) {
-            let _ = reports.send(ms);
-        }
-    }
-}
-
-/// `X` of `REPORT RequestId: … Duration: X ms …` (not `Init Duration`, not `Billed Duration`).
-fn report_duration(line: &str) -> Option<f64> {
-    let rest = &line[line.find("REPORT RequestId:")?..];
-    rest.split('\t')
-        .flat_map(|field| field.split("  "))
-        .map(str::trim)
-        .find_map(|field| field.strip_prefix("Duration:"))
-        .and_then(|value| value.trim().trim_end_matches("ms").trim().parse().ok())
 }
 
 /// The API Gateway status of an answer (from the prelude of a streamed one, the `statusCode` of
@@ -656,17 +553,6 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_report_duration_is_neither_init_nor_billed() {
-        let line = "REPORT RequestId: 5f1c\tInit Duration: 12.50 ms\tDuration: 3.94 ms\tBilled Duration: 4 ms\tMemory Size: 1024 MB\tMax Memory Used: 20 MB\t";
-        assert_eq!(report_duration(line), Some(3.94));
-        assert_eq!(
-            report_duration("REPORT RequestId: x  Duration: 1.25 ms  Billed Duration: 2 ms"),
-            Some(1.25)
-        );
-        assert_eq!(report_duration("END RequestId: 5f1c"), None);
-    }
 
     #[test]
     fn a_streamed_answer_has_its_status_in_the_prelude() {
