@@ -8,7 +8,7 @@ HOME ?= $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/favorites/target
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: help run stack test infra-check sam-local bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency bench-filters fmt lint
+.PHONY: help run stack test infra-check bench-login bench-list bench-cache bench-enrichment bench-coldstart bench-latency bench-filters fmt lint
 
 help: ## List the targets
 	@echo "favorites: make <target>"
@@ -25,9 +25,6 @@ test: ## Format check, clippy, build, then all tests against Postgres, Redis and
 
 infra-check: ## SAM template offline: cfn-lint, sam validate --lint, routes vs infra/openapi.yaml, sam build (scripts/infra-check.sh)
 	@scripts/infra-check.sh
-
-sam-local: ## Every events/*/*.json through sam local invoke under Docker, offline; root: installs docker.io, builds the base image (scripts/sam-local.sh)
-	@scripts/sam-local.sh
 
 bench-login: ## Login timing: unknown email vs wrong password, time beyond bcrypt (bench login, tests/src/bench/)
 	@scripts/bench.sh login

@@ -1,7 +1,7 @@
 //! The AWS resources of the production wiring (two DynamoDB tables, the JWT key and, when
 //! given, the database secret), created in the local moto server that `AWS_ENDPOINT_URL` points
-//! at; never against a real account: template.yaml owns those. `make test` and `make sam-local`
-//! create theirs with the `aws-resources` binary, the benchmarks and tests with [`create`].
+//! at; never against a real account: template.yaml owns those. `make test` creates
+//! them with the `aws-resources` binary, the benchmarks and tests with [`create`].
 
 use anyhow::{Context, ensure};
 use aws_sdk_dynamodb::types::{

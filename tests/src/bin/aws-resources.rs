@@ -1,6 +1,5 @@
 //! The AWS resources the functions use, created in the local moto server `AWS_ENDPOINT_URL`
-//! points at (never a real account: template.yaml owns those), for `make test` and
-//! `make sam-local`:
+//! points at (never a real account: template.yaml owns those), for `make test`:
 //!
 //!     aws-resources PREFIX JWT_KEY [DATABASE_SECRET_JSON]
 //!
