@@ -157,11 +157,12 @@ need_cmd() {
 # port_open HOST PORT: true when something accepts TCP connections there.
 port_open() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
-# free_port: print a TCP port that is free on 127.0.0.1 right now.
+# free_port: print a TCP port that is free on 127.0.0.1 right now, below the kernel's range
+# of ephemeral ports (32768 and up), which an outgoing connection could take before we bind.
 free_port() {
 	local p i
 	for i in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000))
 		port_open 127.0.0.1 "$p" || {
 			echo "$p"
 			return 0
