@@ -32,10 +32,7 @@ pub struct Rie {
 impl Rie {
     /// The SAM CLI's emulator in `.venv`, or `AWS_LAMBDA_RIE` (`BENCH_RIE` for the benchmarks).
     pub fn binary() -> anyhow::Result<PathBuf> {
-        if let Some(path) = ["AWS_LAMBDA_RIE", "BENCH_RIE"]
-            .iter()
-            .find_map(|name| std::env::var_os(name))
-        {
+        if let Some(path) = ["AWS_LAMBDA_RIE", "BENCH_RIE"].iter().find_map(std::env::var_os) {
             return Ok(PathBuf::from(path));
         }
         let lib = repo_root().join(".venv").join("lib");

@@ -362,6 +362,44 @@ fn kind_header(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::transformed::GatewayResponse;
+
+    #[tokio::test]
+    async fn what_the_gateway_answers_by_itself_is_the_templates_gateway_response() {
+        let mut api = RestApi::default();
+        api.gateway_responses.insert(
+            "INTEGRATION_TIMEOUT".into(),
+            GatewayResponse {
+                status: Some(504),
+                template: Some(r#"{"errors":[{"status":"504","detail":$context.error.messageString}]}"#.into()),
+            },
+        );
+        api.gateway_responses.insert(
+            "DEFAULT_4XX".into(),
+            GatewayResponse {
+                status: None,
+                template: Some(r#"{"errors":[{"title":"$context.error.responseType"}]}"#.into()),
+            },
+        );
+        let timed_out = gateway_response(&api, Refusal::TimedOut);
+        assert_eq!(timed_out.status(), 504);
+        let body = axum::body::to_bytes(timed_out.into_body(), 1 << 20).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["detail"], "Endpoint request timed out");
+
+        // No response of its own: API Gateway's status, the DEFAULT_4XX template.
+        let too_large = gateway_response(&api, Refusal::TooLarge);
+        assert_eq!(too_large.status(), 413);
+        let body = axum::body::to_bytes(too_large.into_body(), 1 << 20).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["title"], "REQUEST_TOO_LARGE");
+
+        // Nothing in the template: API Gateway's own `{"message": …}`.
+        let failed = gateway_response(&RestApi::default(), Refusal::FunctionFailed("boom".into()));
+        assert_eq!(failed.status(), 502);
+        let body = axum::body::to_bytes(failed.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    }
 
     #[test]
     fn a_route_pattern_matches_its_paths_only() {
