@@ -7,7 +7,8 @@
 //!   ([`StandIns::from_env`]), the administrator's (`STACK_AWS_*`), and the knobs
 //!   `STACK_PORT` (default 9100), `STACK_NAME` (favorites-local), `STACK_TEMPLATE`
 //!   (template.yaml) and `STACK_PARAMETERS` (`Name=value …` over samconfig.toml's first
-//!   environment). Prints `stack ready: <url>` once the API answers.
+//!   environment). Prints `stack database: <admin URL of its database>`, then
+//!   `stack ready: <url>` once the API answers.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,9 @@ async fn serve() -> Result<()> {
         eprintln!("stack: unlike AWS: {difference}");
     }
     eprintln!("stack: function logs in {}", options.log_dir.display());
+    if let Some(url) = &stack.database_url {
+        println!("stack database: {url}");
+    }
     println!("stack ready: {}", stack.url);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

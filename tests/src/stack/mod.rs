@@ -99,6 +99,8 @@ pub struct Stack {
     pub functions: BTreeMap<String, Arc<Function>>,
     /// What differs from AWS in this stack, one line each.
     pub differences: Vec<String>,
+    /// The database instance's database, by the stand-in's admin URL (for a look with psql).
+    pub database_url: Option<String>,
     /// The gateway and the functions' AWS endpoint.
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -136,7 +138,7 @@ impl Stack {
             options.admin.endpoint.clone(),
         ))];
 
-        create_resources(&template, &mut deployment, &target, &aws, options, &mut differences).await?;
+        let database = create_resources(&template, &mut deployment, &target, &aws, options, &mut differences).await?;
         let functions = transformed::functions(&template, &deployment)?;
         let roles = transformed::roles(&template, &deployment)?;
         let api = transformed::rest_api(&template, &deployment)?;
@@ -192,6 +194,9 @@ impl Stack {
             url: format!("http://127.0.0.1:{port}/{}", api.stage),
             functions: running,
             differences,
+            database_url: database
+                .map(|name| crate::database::url_with_database(&options.stand_ins.postgres_admin_url, &name))
+                .transpose()?,
             servers,
         })
     }
@@ -199,7 +204,7 @@ impl Stack {
 
 /// The template's secrets, tables, database instance and stand-in endpoints, created or
 /// pointed at, each registered with the deployment so that its `Ref`s and `GetAtt`s resolve
-/// to it.
+/// to it. The database instance's database name, when there is one.
 async fn create_resources(
     template: &crate::template::Template,
     deployment: &mut Deployment<'_>,
@@ -207,7 +212,7 @@ async fn create_resources(
     aws: &Aws,
     options: &Options,
     differences: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let stand_ins = &options.stand_ins;
     // What is a function of this stack, an alias, a role, a REST API (read, not created here).
     for (id, resource) in template.resources() {
@@ -257,6 +262,7 @@ async fn create_resources(
             .into_iter()
             .map(|(_, p)| (scalar(&p["SecretId"]), p))
             .collect();
+    let mut database = None;
     for (id, properties) in transformed::resources(template, deployment, "AWS::SecretsManager::Secret")? {
         let mut value = match properties.get("SecretString") {
             Some(value) => scalar(value),
@@ -264,7 +270,8 @@ async fn create_resources(
         };
         let placeholder = deployment.secret_arn(&id);
         if let Some(attachment) = attachments.get(&placeholder) {
-            value = attach_instance(template, deployment, &id, &value, attachment, options).await?;
+            let (attached, name) = attach_instance(template, deployment, &id, &value, attachment, options).await?;
+            (value, database) = (attached, Some(name));
         }
         let arn = aws.create_secret(&physical_name(target, &id), &value).await?;
         deployment.stand_in(id, arn);
@@ -281,12 +288,12 @@ async fn create_resources(
         "AWS APIs: moto at {} (its refusals of DynamoDB and Secrets Manager calls put in AWS's JSON), enforcing IAM actions; resources are checked offline (shared/tests/template.rs)",
         aws.endpoint()
     ));
-    Ok(())
+    Ok(database)
 }
 
 /// The database instance the attachment names, made on the Postgres stand-in with the secret's
 /// credentials (its `MasterUsername` and `DBName`); the secret's value with the instance's
-/// host, port, engine and identifier added, as the attachment adds them.
+/// host, port, engine and identifier added, as the attachment adds them; and the database.
 async fn attach_instance(
     template: &crate::template::Template,
     deployment: &Deployment<'_>,
@@ -294,7 +301,7 @@ async fn attach_instance(
     value: &str,
     attachment: &Value,
     options: &Options,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let instance_id = scalar(&attachment["TargetId"]);
     let (id, instance) = transformed::resources(template, deployment, "AWS::RDS::DBInstance")?
         .into_iter()
@@ -331,7 +338,7 @@ async fn attach_instance(
     secret["host"] = json!("127.0.0.1");
     secret["port"] = json!(options.stand_ins.postgres_port);
     secret["dbInstanceIdentifier"] = json!(physical_name_of(&options.name, &id).to_ascii_lowercase());
-    Ok(secret.to_string())
+    Ok((secret.to_string(), database))
 }
 
 /// A value as Secrets Manager's GenerateSecretString makes it (letters and digits, and
