@@ -414,7 +414,8 @@ start_stack_moto() {
 
 # start_stack LOG: the deployed shape (`stack serve`: template.yaml on the stand-ins that
 # start_tls_postgres, start_tls_redis and start_stack_moto started) on STACK_PORT, else a free
-# port, stopped on exit; waits for its health route and exports STACK_URL.
+# port, stopped on exit; waits for its health route and exports STACK_URL and
+# STACK_DATABASE_URL (its database, by the stand-in's admin URL).
 start_stack() {
 	local log=$1 pid
 	export STACK_PORT="${STACK_PORT:-$(free_port)}"
@@ -424,7 +425,8 @@ start_stack() {
 	add_cleanup "_stop_pid $pid 'the stack'"
 	wait_http "http://127.0.0.1:$STACK_PORT/${STACK_STAGE:-v1}/health" 300 "$log" "$pid"
 	STACK_URL=$(sed -n 's/^stack ready: //p' "$log")
-	export STACK_URL
+	STACK_DATABASE_URL=$(sed -n 's/^stack database: //p' "$log")
+	export STACK_URL STACK_DATABASE_URL
 }
 
 # ---------------------------------------------------------------------------------------------

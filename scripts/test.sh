@@ -210,7 +210,7 @@ cargo nextest run --workspace --locked --profile ci "$@"
 if [ $# -eq 0 ]; then
 	step "The deployed shape (make stack): template.yaml on the stand-ins, the end-to-end suite against it" "see .local/stack.log and the function logs it names; reproduce with: make stack"
 	start_stack "$REPO_ROOT/.local/stack.log"
-	E2E_BASE_URL=$STACK_URL E2E_DATABASE_URL=$(sed -n 's/^stack database: //p' .local/stack.log) cargo nextest run --workspace --locked --profile ci \
+	E2E_BASE_URL=$STACK_URL E2E_DATABASE_URL=$STACK_DATABASE_URL cargo nextest run --workspace --locked --profile ci \
 		-E 'binary(end_to_end) & (test(/^favorites::/) | test(/^idempotency::/) | test(/^users::/) | test(/^request_ids::/))'
 fi
 
