@@ -342,16 +342,4 @@ fn with_metadata(json: &str, metadata: &serde_json::Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_is_spliced_into_the_row() {
-        let meta = serde_json::json!({"owner": "x"});
-        assert_eq!(
-            with_metadata(r#"{"id":"a"}"#, &meta),
-            r#"{"id":"a","enrichment":{"owner":"x"}}"#
-        );
-        assert_eq!(with_metadata("{}", &meta), r#"{"enrichment":{"owner":"x"}}"#);
-    }
-}
+mod tests;
