@@ -53,17 +53,22 @@ die() {
 
 # step NAME [HINT]: announce a step. If the script fails before the next step, the EXIT trap
 # names this step (and the hint: how to fix it or reproduce it) in the last line of output.
+# Each step's end says how long it took.
 CURRENT_STEP=""
 CURRENT_HINT=""
 _STEP_NO=0
+_STEP_STARTED=$SECONDS
 step() {
+	step_done
 	_STEP_NO=$((_STEP_NO + 1))
 	CURRENT_STEP=$1
 	CURRENT_HINT=${2:-}
 	_FAILED_CMD=""
+	_STEP_STARTED=$SECONDS
 	printf '\n==> [%d] %s\n' "$_STEP_NO" "$CURRENT_STEP" >&2
 }
 step_done() {
+	[ -z "$CURRENT_STEP" ] || say "[$_STEP_NO] done in $((SECONDS - _STEP_STARTED)) s"
 	CURRENT_STEP=""
 	CURRENT_HINT=""
 }
@@ -414,8 +419,7 @@ start_stack_moto() {
 
 # start_stack LOG: the deployed shape (`stack serve`: template.yaml on the stand-ins that
 # start_tls_postgres, start_tls_redis and start_stack_moto started) on STACK_PORT, else a free
-# port, stopped on exit; waits for its health route and exports STACK_URL and
-# STACK_DATABASE_URL (its database, by the stand-in's admin URL).
+# port, stopped on exit; waits for its health route and exports STACK_URL.
 start_stack() {
 	local log=$1 pid
 	export STACK_PORT="${STACK_PORT:-$(free_port)}"
@@ -425,8 +429,7 @@ start_stack() {
 	add_cleanup "_stop_pid $pid 'the stack'"
 	wait_http "http://127.0.0.1:$STACK_PORT/${STACK_STAGE:-v1}/health" 300 "$log" "$pid"
 	STACK_URL=$(sed -n 's/^stack ready: //p' "$log")
-	STACK_DATABASE_URL=$(sed -n 's/^stack database: //p' "$log")
-	export STACK_URL STACK_DATABASE_URL
+	export STACK_URL
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@
 #   4. end-to-end environment: a fresh database favorites_e2e_<random>, migrated, tables and the
 #      JWT key in moto, and the functions under `cargo lambda watch` on a free port (E2E_BASE_URL)
 #   5. cargo nextest run --profile ci (unit, integration and e2e tests); then, with no
-#      arguments, the end-to-end suite again against the deployed shape (make stack's stack:
-#      a TLS Redis and a moto enforcing IAM are started for it in step 2)
+#      arguments, the emulator's smoke tests again against the deployed shape (make stack's
+#      stack: a TLS Redis and a moto enforcing IAM are started for it in step 2)
 #   6. extra_checks (see below): the API contract (schemathesis) and the SAM template
 #      (cfn-lint, sam validate, sam build)
 #
@@ -208,10 +208,10 @@ step "Tests: cargo nextest run --workspace --locked --profile ci${*:+ $*}" "fail
 cargo nextest run --workspace --locked --profile ci "$@"
 
 if [ $# -eq 0 ]; then
-	step "The deployed shape (make stack): template.yaml on the stand-ins, the end-to-end suite against it" "see .local/stack.log and the function logs it names; reproduce with: make stack"
+	step "The deployed shape (make stack): template.yaml on the stand-ins, the smoke and request-id tests against it" "see .local/stack.log and the function logs it names; reproduce with: make stack"
 	start_stack "$REPO_ROOT/.local/stack.log"
-	E2E_BASE_URL=$STACK_URL E2E_DATABASE_URL=$STACK_DATABASE_URL cargo nextest run --workspace --locked --profile ci \
-		-E 'binary(end_to_end) & (test(/^favorites::/) | test(/^idempotency::/) | test(/^users::/) | test(/^request_ids::/))'
+	E2E_BASE_URL=$STACK_URL cargo nextest run --workspace --locked --profile ci \
+		-E 'binary(end_to_end) & (test(/^smoke::/) | test(/^request_ids::/))'
 fi
 
 extra_checks

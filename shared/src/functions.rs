@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
+use futures::future::BoxFuture;
 
 use crate::adapters::jwt::{JwtAccessTokens, KeyRing};
 use crate::adapters::sql::Database;
@@ -32,7 +34,7 @@ pub trait Function {
     /// How it answers: a streaming function must stream every answer, errors included.
     const RESPONSE: ResponseMode = ResponseMode::Buffered;
     /// The concerns it reads.
-    type Settings: Settings + Send;
+    type Settings: Settings + Send + 'static;
 
     fn build(settings: Self::Settings, wiring: &Wiring) -> impl Future<Output = anyhow::Result<Router>> + Send;
 }
@@ -44,7 +46,12 @@ pub struct Described {
     /// `None`: not behind the API, invoked directly with an event of its own (`migrate`).
     pub response: Option<ResponseMode>,
     pub resources: fn(&dyn Env) -> Result<Vec<Resource>, ConfigError>,
+    /// Its router, built from the settings it reads from an environment (`None`: `migrate`).
+    pub router: Option<BuildRouter>,
 }
+
+/// Builds a function's router from the settings it reads from an environment.
+pub type BuildRouter = for<'a> fn(&dyn Env, &'a Wiring) -> BoxFuture<'a, anyhow::Result<Router>>;
 
 /// Every function in functions/, for the checks that hold them against template.yaml.
 pub const ALL: &[Described] = &[
@@ -61,6 +68,7 @@ pub const ALL: &[Described] = &[
         name: MIGRATE,
         response: None,
         resources: |env| DatabaseSettings::from_env(env).map(|settings| settings.resources()),
+        router: None,
     },
 ];
 
@@ -72,7 +80,23 @@ const fn described<F: Function>() -> Described {
         name: F::NAME,
         response: Some(F::RESPONSE),
         resources: |env| F::Settings::from_env(env).map(|settings| settings.resources()),
+        router: Some(|env, wiring| {
+            let settings = F::Settings::from_env(env);
+            Box::pin(async move { F::build(settings?, wiring).await })
+        }),
     }
+}
+
+/// The router of the function called `name`, built from the settings it reads from `env`:
+/// what its binary serves, for checks that run functions in process (no runtime loop, no
+/// development bootstrap, no shutdown hooks installed).
+pub async fn router(name: &str, env: &dyn Env, wiring: &Wiring) -> anyhow::Result<Router> {
+    let build = ALL
+        .iter()
+        .find(|function| function.name == name)
+        .and_then(|function| function.router)
+        .with_context(|| format!("no function {name:?} serves HTTP"))?;
+    build(env, wiring).await.with_context(|| format!("building {name}"))
 }
 
 /// `POST /signup`.

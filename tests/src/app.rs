@@ -38,7 +38,9 @@ impl Drop for App {
 
 /// Starts the app, or panics saying what is missing (the services `make test` starts).
 pub async fn spawn_app() -> App {
-    spawn().await.unwrap_or_else(|e| panic!("could not start the app in process: {e:#}"))
+    spawn()
+        .await
+        .unwrap_or_else(|e| panic!("could not start the app in process: {e:#}"))
 }
 
 async fn spawn() -> anyhow::Result<App> {
@@ -62,7 +64,9 @@ async fn spawn() -> anyhow::Result<App> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let server = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("the in-process app's server failed");
+        axum::serve(listener, router)
+            .await
+            .expect("the in-process app's server failed");
     });
     Ok(App {
         api: Api::new(&format!("http://{address}")),
@@ -96,8 +100,11 @@ async fn routed(template: &Template, env: &BTreeMap<String, String>) -> anyhow::
         let unknown = unknown.clone();
         app = app.route(
             &path,
-            any(move |request: Request| {
+            any(move |mut request: Request| {
                 let function = methods.get(request.method()).cloned();
+                // The function gets the request as API Gateway would pass it on: without what
+                // this router noted (its path parameters would add to the function's own).
+                request.extensions_mut().clear();
                 let unknown = unknown.clone();
                 async move {
                     match function {

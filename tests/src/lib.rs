@@ -1,6 +1,8 @@
-//! Helpers for the end-to-end tests: a client for the API that `make test` starts under the
-//! Lambda runtime emulator (`cargo lambda watch`), whose address it passes in `E2E_BASE_URL`.
+//! Helpers for the end-to-end tests: a client for the API, whether in this process (`app`) or
+//! under a Lambda runtime emulator that `make test` starts (`cargo lambda watch`, the stack),
+//! whose address it passes in `E2E_BASE_URL`.
 //!
+//! - `app`: the whole API in this process (`spawn_app`), for HTTP behaviour
 //! - `aws`: the tables and secrets of the production wiring, in a local moto server
 //! - `runtime_api`: a stand-in for Lambda's runtime API, to drive and time one function binary
 //! - `database`: throwaway Postgres databases, created, migrated and dropped
@@ -11,6 +13,7 @@
 //! - `stack`: the deployed shape on 127.0.0.1 (`make stack`): template, stand-ins, gateway
 //! - `bench`: the benchmarks of `make bench-*` (the `bench` binary)
 
+pub mod app;
 pub mod aws;
 pub mod bench;
 pub mod database;

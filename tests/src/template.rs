@@ -67,6 +67,15 @@ impl Template {
             .collect()
     }
 
+    /// Every function's routes as written (paths and methods are literals in the template),
+    /// with the binary that serves each.
+    pub fn routes(&self) -> Vec<(String, Route)> {
+        self.resources()
+            .filter_map(|(_, resource)| Some((binary(resource)?, routes(&resource["Properties"]))))
+            .flat_map(|(binary, routes)| routes.into_iter().map(move |route| (binary.clone(), route)))
+            .collect()
+    }
+
     pub fn parameters(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         self.doc["Parameters"]
@@ -624,33 +633,40 @@ impl<'a> Deployment<'a> {
                 }
             }
         }
-        let mut routes = Vec::new();
-        for event in properties["Events"]
-            .as_object()
-            .into_iter()
-            .flat_map(|events| events.values())
-        {
-            if event["Type"] != "Api" {
-                continue;
-            }
-            let p = &event["Properties"];
-            routes.push(Route {
-                method: scalar(&p["Method"]).to_ascii_uppercase(),
-                path: scalar(&p["Path"]),
-                streamed: p["ResponseTransferMode"] == "RESPONSE_STREAM",
-            });
-        }
         Ok(DeployedFunction {
             logical_id: logical_id.to_string(),
-            binary: resource["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .map(str::to_string),
+            binary: binary(resource),
             environment,
             permissions,
             unread_policies,
-            routes,
+            routes: routes(&properties),
         })
     }
+}
+
+/// `Metadata.BuildProperties.Binary` of a function resource.
+fn binary(resource: &Value) -> Option<String> {
+    resource["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The `Api` events of a function's properties.
+fn routes(properties: &Value) -> Vec<Route> {
+    properties["Events"]
+        .as_object()
+        .into_iter()
+        .flat_map(|events| events.values())
+        .filter(|event| event["Type"] == "Api")
+        .map(|event| {
+            let p = &event["Properties"];
+            Route {
+                method: scalar(&p["Method"]).to_ascii_uppercase(),
+                path: scalar(&p["Path"]),
+                streamed: p["ResponseTransferMode"] == "RESPONSE_STREAM",
+            }
+        })
+        .collect()
 }
 
 /// `{"Fn::X": args}`: the one key and its value.

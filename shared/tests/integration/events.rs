@@ -4,32 +4,15 @@
 
 use axum::Router;
 use e2e::events::{SampleEvent, fixture};
-use shared::config::{Env, Settings};
-use shared::functions::{
-    AddFavorite, DeleteAccount, Function, GetFavorite, Health, ListFavorites, Login, RemoveFavorite, Signup,
-    UpdateFavorite,
-};
+use shared::config::Env;
 use shared::wiring::Wiring;
 use tower::ServiceExt;
 
 /// The router function `name` serves with the settings it reads from `env`.
 pub(crate) async fn router(name: &str, env: &dyn Env) -> Router {
-    async fn build<F: Function>(env: &dyn Env) -> Router {
-        let settings = F::Settings::from_env(env).unwrap();
-        F::build(settings, &Wiring::default()).await.unwrap()
-    }
-    match name {
-        Signup::NAME => build::<Signup>(env).await,
-        Login::NAME => build::<Login>(env).await,
-        Health::NAME => build::<Health>(env).await,
-        AddFavorite::NAME => build::<AddFavorite>(env).await,
-        GetFavorite::NAME => build::<GetFavorite>(env).await,
-        UpdateFavorite::NAME => build::<UpdateFavorite>(env).await,
-        RemoveFavorite::NAME => build::<RemoveFavorite>(env).await,
-        ListFavorites::NAME => build::<ListFavorites>(env).await,
-        DeleteAccount::NAME => build::<DeleteAccount>(env).await,
-        other => panic!("events/{other}: no such function"),
-    }
+    shared::functions::router(name, env, &Wiring::default())
+        .await
+        .unwrap_or_else(|e| panic!("events/{name}: {e:#}"))
 }
 
 fn request(event: &SampleEvent) -> lambda_http::Request {
@@ -95,11 +78,11 @@ async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_a
         ("JWT_SECRET", fixture.jwt_secret.as_str()),
         ("BCRYPT_COST", "4"),
     ];
-    let mut checked = 0;
-    for event in e2e::events::all() {
-        let needs_the_database = event.expected < 300 || event.expected == 404 || event.expected == 409;
+    // Every event at once: each waits out the connection timeout, none waits for another.
+    let env = &env;
+    let answers = futures::future::join_all(e2e::events::all().into_iter().map(|event| async move {
         let started = std::time::Instant::now();
-        let response = router(&event.function, &env)
+        let response = router(&event.function, env)
             .await
             .oneshot(request(&event))
             .await
@@ -108,6 +91,12 @@ async fn with_the_database_down_every_answer_that_needs_it_is_a_503_with_retry_a
         let status = response.status().as_u16();
         let retry_after = response.headers().get("retry-after").cloned();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (event, status, retry_after, body, elapsed)
+    }))
+    .await;
+    let mut checked = 0;
+    for (event, status, retry_after, body, elapsed) in answers {
+        let needs_the_database = event.expected < 300 || event.expected == 404 || event.expected == 409;
         // A refusal that may come before the database or from it (a 401 of login) is either.
         if status == event.expected && !needs_the_database {
             continue;

@@ -1,6 +1,8 @@
-//! Favorites over HTTP, through the Lambda runtime emulator: every operation for every asset
-//! type, isolation between users, paging, NDJSON and the streamed full list.
+//! Favorites over HTTP, against the API in process (`spawn_app`): every operation for every
+//! asset type, isolation between users, paging, filters, conditional requests, NDJSON and the
+//! streamed full list.
 
+use e2e::app::spawn_app;
 use e2e::{Api, error_source};
 use futures::StreamExt;
 use reqwest::Method;
@@ -22,7 +24,8 @@ fn audience(id: &str) -> Value {
 
 #[tokio::test]
 async fn every_operation_works_for_every_asset_type() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let token = Some(me.token.as_str());
     for asset in [chart("c1"), insight("i1"), audience("a1")] {
@@ -91,7 +94,8 @@ async fn every_operation_works_for_every_asset_type() {
 
 #[tokio::test]
 async fn an_asset_without_an_id_gets_a_generated_one_and_a_duplicate_id_is_409() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let mut asset = insight("x");
     asset.as_object_mut().unwrap().remove("id");
@@ -116,7 +120,8 @@ async fn an_asset_without_an_id_gets_a_generated_one_and_a_duplicate_id_is_409()
 
 #[tokio::test]
 async fn two_users_cannot_see_or_touch_each_others_favorites() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let (alice, bob) = (api.new_user().await, api.new_user().await);
     assert_eq!(
         api.send(Method::POST, "/favorites", Some(&alice.token), Some(chart("shared-id")))
@@ -170,7 +175,8 @@ async fn two_users_cannot_see_or_touch_each_others_favorites() {
 
 #[tokio::test]
 async fn cursor_paging_walks_57_favorites_in_pages_of_10_in_order() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     for i in 0..57 {
         let status = api
@@ -223,7 +229,8 @@ async fn cursor_paging_walks_57_favorites_in_pages_of_10_in_order() {
 
 #[tokio::test]
 async fn ndjson_and_limit_all_stream_every_favorite() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     for i in 0..150 {
         api.send(
@@ -287,7 +294,8 @@ async fn page_of(api: &Api, path: &str, token: &str) -> (Vec<String>, Option<Str
 
 #[tokio::test]
 async fn type_and_q_filter_the_list_through_paging_and_ndjson() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     // Oldest first: c0 i1 a2 c3 i4 a5 … ; every insight is named "Churn", every chart "Revenue".
     for i in 0..12 {
@@ -301,25 +309,25 @@ async fn type_and_q_filter_the_list_through_paging_and_ndjson() {
         assert_eq!(added.status(), 201);
     }
     let token = me.token.as_str();
-    let (charts, _) = page_of(&api, "/favorites?type=chart", token).await;
+    let (charts, _) = page_of(api, "/favorites?type=chart", token).await;
     assert_eq!(charts, ["f09", "f06", "f03", "f00"]);
-    let (two, _) = page_of(&api, "/favorites?type=audience,chart", token).await;
+    let (two, _) = page_of(api, "/favorites?type=audience,chart", token).await;
     assert_eq!(two, ["f11", "f09", "f08", "f06", "f05", "f03", "f02", "f00"]);
-    let (churn, _) = page_of(&api, "/favorites?q=cHURN", token).await;
+    let (churn, _) = page_of(api, "/favorites?q=cHURN", token).await;
     assert_eq!(churn, ["f10", "f07", "f04", "f01"], "insights are named Churn");
     // "monthly" is the charts' description.
-    let (monthly, _) = page_of(&api, "/favorites?q=MONTH&type=chart,insight", token).await;
+    let (monthly, _) = page_of(api, "/favorites?q=MONTH&type=chart,insight", token).await;
     assert_eq!(monthly, charts);
-    let (none, _) = page_of(&api, "/favorites?q=churn&type=audience", token).await;
+    let (none, _) = page_of(api, "/favorites?q=churn&type=audience", token).await;
     assert!(none.is_empty());
 
     // Paging by cursor and by page number within the filter.
-    let (first, cursor) = page_of(&api, "/favorites?type=chart&limit=3", token).await;
+    let (first, cursor) = page_of(api, "/favorites?type=chart&limit=3", token).await;
     let cursor = cursor.expect("a fourth chart exists");
-    let (rest, end) = page_of(&api, &format!("/favorites?type=chart&limit=3&cursor={cursor}"), token).await;
+    let (rest, end) = page_of(api, &format!("/favorites?type=chart&limit=3&cursor={cursor}"), token).await;
     assert_eq!([first, rest].concat(), charts);
     assert_eq!(end, None);
-    let (second, _) = page_of(&api, "/favorites?type=chart&limit=2&page=2", token).await;
+    let (second, _) = page_of(api, "/favorites?type=chart&limit=2&page=2", token).await;
     assert_eq!(second, charts[2..]);
 
     // The cursor is bound to its filter.
@@ -362,7 +370,8 @@ fn etag_of(response: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn an_unchanged_list_is_a_304_until_a_favorite_is_added() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let token = Some(me.token.as_str());
     assert_eq!(
@@ -433,7 +442,8 @@ async fn an_unchanged_list_is_a_304_until_a_favorite_is_added() {
 
 #[tokio::test]
 async fn a_favorite_is_a_304_when_unchanged_and_a_stale_change_is_a_412() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let token = Some(me.token.as_str());
     api.send(Method::POST, "/favorites", token, Some(insight("p1"))).await;
@@ -520,46 +530,35 @@ async fn a_favorite_is_a_304_when_unchanged_and_a_stale_change_is_a_412() {
 
 #[tokio::test]
 async fn bad_input_is_a_4xx_naming_the_field() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let token = Some(me.token.as_str());
+    // One case per kind of refusal; the domain's and the extractors' unit tests hold the full
+    // matrix (every field and bound: domain/favorite.rs, domain/filter.rs, http/paging.rs).
     let cases = [
-        (json!({"type": "video", "name": "x"}), "/type"),
-        (json!({"type": "insight", "name": "x"}), "/content"),
-        (
-            json!({"type": "audience", "name": "x", "rules": {"country": "GR", "age_min": 200}}),
-            "/rules/age_min",
-        ),
+        // A rule of the domain, named by its JSON pointer.
         (
             json!({"type": "audience", "name": "x", "rules": {"country": "GR", "age_min": 40, "age_max": 30}}),
             "/rules/age_min",
         ),
+        // A value of the wrong JSON type, deep in the body.
         (
             json!({"type": "chart", "name": "x", "x_axis": "t", "data": [{"x": 1, "y": "high"}]}),
             "/data/0/y",
         ),
-        (
-            json!({"type": "insight", "name": "x".repeat(201), "content": "c"}),
-            "/name",
-        ),
+        // Not an object at all.
         (json!([{"type": "insight"}]), ""),
     ];
     for (body, pointer) in cases {
         let response = api.send(Method::POST, "/favorites", token, Some(body.clone())).await;
         assert_eq!(error_source(response).await, (400, pointer.to_string()), "{body}");
     }
-    let long_q = format!("q={}", "x".repeat(101));
+    // A paging parameter, a filter, a cursor that is not ours.
     for (query, parameter) in [
         ("limit=0", "limit"),
-        ("limit=abc", "limit"),
-        ("page=0", "page"),
-        ("cursor=garbage", "cursor"),
         ("type=video", "type"),
-        ("type=", "type"),
-        ("type=chart,,insight", "type"),
-        ("q=", "q"),
-        ("q=%20%20", "q"),
-        (long_q.as_str(), "q"),
+        ("cursor=garbage", "cursor"),
     ] {
         let response = api.send(Method::GET, &format!("/favorites?{query}"), token, None).await;
         assert_eq!(error_source(response).await, (400, parameter.to_string()), "{query}");
@@ -584,7 +583,8 @@ async fn bad_input_is_a_4xx_naming_the_field() {
 
 #[tokio::test]
 async fn a_missing_forged_or_alg_none_token_is_401() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let me = api.new_user().await;
     let mut forged = me.token.clone();
     forged.pop();

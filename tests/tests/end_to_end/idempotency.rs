@@ -1,6 +1,7 @@
-//! `Idempotency-Key` on `POST /favorites` and `POST /signup`, through the Lambda runtime
-//! emulator with the records in DynamoDB (the moto server `make test` starts).
+//! `Idempotency-Key` on `POST /favorites` and `POST /signup`, against the API in process
+//! (`spawn_app`) with the records in DynamoDB (the moto server `make test` starts).
 
+use e2e::app::spawn_app;
 use e2e::{Api, error_source};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -18,7 +19,8 @@ async fn favorites_of(api: &Api, token: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_retried_add_replays_the_first_answer_and_adds_once() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let session = api.new_user().await;
     let key = key();
     let body = json!({"type": "insight", "name": "Churn", "content": "40% churn in week one"});
@@ -40,13 +42,14 @@ async fn a_retried_add_replays_the_first_answer_and_adds_once() {
     let retry: Value = retry.json().await.unwrap();
     assert_eq!(retry, first, "the stored answer, id and timestamps included");
 
-    let listed = favorites_of(&api, &session.token).await;
+    let listed = favorites_of(api, &session.token).await;
     assert_eq!(listed.len(), 1, "added once: {listed:?}");
 }
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_a_422_and_writes_nothing() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let session = api.new_user().await;
     let key = key();
     let body = json!({"type": "insight", "name": "A", "content": "a"});
@@ -60,12 +63,13 @@ async fn the_same_key_with_another_body_is_a_422_and_writes_nothing() {
         .send_idempotent("/favorites", Some(&session.token), &key, &other)
         .await;
     assert_eq!(error_source(reused).await, (422, "Idempotency-Key".to_string()));
-    assert_eq!(favorites_of(&api, &session.token).await.len(), 1);
+    assert_eq!(favorites_of(api, &session.token).await.len(), 1);
 }
 
 #[tokio::test]
 async fn keys_belong_to_their_user() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let (alice, bob) = (api.new_user().await, api.new_user().await);
     let key = key();
     let body = json!({"type": "insight", "name": "Mine", "content": "x"});
@@ -75,13 +79,14 @@ async fn keys_belong_to_their_user() {
             .await;
         assert_eq!(added.status(), 201);
         assert!(added.headers().get("idempotent-replayed").is_none());
-        assert_eq!(favorites_of(&api, &session.token).await.len(), 1);
+        assert_eq!(favorites_of(api, &session.token).await.len(), 1);
     }
 }
 
 #[tokio::test]
 async fn concurrent_duplicates_write_once_and_never_answer_differently() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let session = api.new_user().await;
     let key = key();
     let body = json!({"id": "dup", "type": "insight", "name": "Once", "content": "only once"});
@@ -100,7 +105,7 @@ async fn concurrent_duplicates_write_once_and_never_answer_differently() {
         }
     }
     assert!(created >= 1, "one request was handled");
-    let listed = favorites_of(&api, &session.token).await;
+    let listed = favorites_of(api, &session.token).await;
     assert_eq!(listed.len(), 1, "written once: {listed:?}");
 
     // Once the first is done, every retry gets its answer.
@@ -113,7 +118,8 @@ async fn concurrent_duplicates_write_once_and_never_answer_differently() {
 
 #[tokio::test]
 async fn a_retried_signup_replays_the_account_and_signs_up_once() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let key = key();
     let email = format!("idem-{}@example.com", uuid::Uuid::new_v4());
     let body = json!({"email": email, "password": "correct horse battery"});
@@ -131,7 +137,8 @@ async fn a_retried_signup_replays_the_account_and_signs_up_once() {
 
 #[tokio::test]
 async fn a_malformed_key_is_a_400_naming_the_header() {
-    let api = Api::from_env();
+    let app = spawn_app().await;
+    let api = &app.api;
     let body = json!({"email": "x@example.com", "password": "correct horse battery"});
     let long = "k".repeat(256);
     for bad in [long.as_str(), "has space"] {

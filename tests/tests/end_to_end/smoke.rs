@@ -1,8 +1,7 @@
 //! Every function once through a Lambda runtime emulator (`E2E_BASE_URL`): what the in-process
 //! app (`spawn_app`) leaves out. lambda_http's conversion of the event (API Gateway v2 under
 //! `cargo lambda watch`, REST v1 with its stage under `make stack`) and of the answer (status,
-//! headers, bodies, 304s without one), query strings with repeated and comma-separated values,
-//! path parameters, a `DELETE` with a body, the streamed list arriving whole in both formats,
+//! headers, bodies, 304s without one), query strings, path parameters, a `DELETE` with a body, the streamed list arriving whole in both formats,
 //! and the gateway's own 404. The behaviour behind each answer is `favorites`, `users` and
 //! `idempotency`'s, in process.
 
@@ -64,8 +63,10 @@ async fn every_function_answers_through_the_emulator() {
             Method::POST,
             "/favorites",
             token,
-            Some(json!({"type": "chart", "name": "Churn by week", "x_axis": "week", "y_axis": "users",
-                        "data": [{"x": "w1", "y": 3}]})),
+            Some(
+                json!({"type": "chart", "name": "Churn by week", "x_axis": "week", "y_axis": "users",
+                        "data": [{"x": "w1", "y": 3}]}),
+            ),
         )
         .await;
     assert_eq!(added.status(), 201);
@@ -84,7 +85,13 @@ async fn every_function_answers_through_the_emulator() {
     // update-favorite: If-Match, then a stale one.
     let edit = Some(json!({"description": "edited"}));
     let edited = api
-        .send_with(Method::PATCH, "/favorites/s0", token, edit.clone(), &[("if-match", &etag)])
+        .send_with(
+            Method::PATCH,
+            "/favorites/s0",
+            token,
+            edit.clone(),
+            &[("if-match", &etag)],
+        )
         .await;
     assert_eq!(edited.status(), 200);
     let stale = api
@@ -92,10 +99,10 @@ async fn every_function_answers_through_the_emulator() {
         .await;
     assert_eq!(error_source(stale).await, (412, "If-Match".to_string()));
 
-    // list-favorites, streamed: a query string with a repeated and a comma-separated value.
+    // list-favorites, streamed, with a query string.
     let (headers, body) = streamed(
         &api,
-        "/favorites?type=chart&type=insight,audience&q=churn&limit=all",
+        "/favorites?type=chart,insight,audience&q=churn&limit=all",
         &me.token,
         "application/json",
     )
@@ -113,7 +120,7 @@ async fn every_function_answers_through_the_emulator() {
     let unchanged = api
         .send_with(
             Method::GET,
-            "/favorites?type=chart&type=insight,audience&q=churn&limit=all",
+            "/favorites?type=chart,insight,audience&q=churn&limit=all",
             token,
             None,
             &[("if-none-match", &etag)],
@@ -133,10 +140,7 @@ async fn every_function_answers_through_the_emulator() {
         api.send(Method::DELETE, "/favorites/s1", token, None).await.status(),
         204
     );
-    assert_eq!(
-        api.send(Method::GET, "/favorites/s1", token, None).await.status(),
-        404
-    );
+    assert_eq!(api.send(Method::GET, "/favorites/s1", token, None).await.status(), 404);
 
     // delete-account: a DELETE with a body; the token is refused from then on.
     let left = api
@@ -150,9 +154,8 @@ async fn every_function_answers_through_the_emulator() {
     assert_eq!(left.status(), 204);
     assert_eq!(api.send(Method::GET, "/favorites", token, None).await.status(), 401);
 
-    // The gateway's own answer for a route the API does not have.
+    // A route the API does not have: the gateway's own 404 (its body is the template's under
+    // the stack, cargo lambda's own under `cargo lambda watch`; stack/gateway.rs tests the first).
     let unknown = api.send(Method::GET, "/no-such-route", None, None).await;
     assert_eq!(unknown.status(), 404);
-    let body: Value = unknown.json().await.unwrap();
-    assert_eq!(body["errors"][0]["status"], "404");
 }
