@@ -229,6 +229,19 @@ fn matches(pattern: &str, path: &str) -> Option<Map<String, Value>> {
     Some(parameters)
 }
 
+/// A REST event's two views of repeated names (headers, query parameters): the last value of
+/// each, and all of them in order.
+fn single_and_multi(pairs: impl Iterator<Item = (String, String)>) -> (Map<String, Value>, Map<String, Value>) {
+    let (mut single, mut multi) = (Map::new(), Map::new());
+    for (name, value) in pairs {
+        single.insert(name.clone(), json!(value));
+        if let Some(values) = multi.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+            values.push(json!(value));
+        }
+    }
+    (single, multi)
+}
+
 /// The API Gateway REST (v1) proxy event of a request.
 #[allow(clippy::too_many_arguments)]
 fn event(
@@ -241,27 +254,21 @@ fn event(
     stage: &str,
     request_id: &str,
 ) -> Value {
-    let mut single = Map::new();
-    let mut multi: Map<String, Value> = Map::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).to_string();
-        single.insert(name.to_string(), json!(value));
-        let values = multi.entry(name.to_string()).or_insert_with(|| json!([]));
-        if let Some(values) = values.as_array_mut() {
-            values.push(json!(value));
-        }
-    }
-    let (mut query, mut multi_query) = (Map::new(), Map::new());
-    if let Some(raw) = parts.uri.query() {
-        let url = reqwest::Url::parse(&format!("http://local/?{raw}")).ok();
-        for (name, value) in url.iter().flat_map(|u| u.query_pairs()) {
-            query.insert(name.to_string(), json!(value));
-            let values = multi_query.entry(name.to_string()).or_insert_with(|| json!([]));
-            if let Some(values) = values.as_array_mut() {
-                values.push(json!(value));
-            }
-        }
-    }
+    let (single, multi) = single_and_multi(
+        parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).to_string())),
+    );
+    let url = parts
+        .uri
+        .query()
+        .and_then(|raw| reqwest::Url::parse(&format!("http://local/?{raw}")).ok());
+    let (query, multi_query) = single_and_multi(
+        url.iter()
+            .flat_map(|url| url.query_pairs())
+            .map(|(name, value)| (name.to_string(), value.to_string())),
+    );
     let or_null = |map: Map<String, Value>| {
         if map.is_empty() {
             Value::Null
