@@ -107,6 +107,26 @@ pub struct ListParams {
     pub q: Option<String>,
 }
 
+impl ListParams {
+    /// Why a query string did not read as [`ListParams`]: a 400 naming a parameter given more
+    /// than once (`type=chart&type=insight`; several types are comma-separated), else one about
+    /// the whole query string.
+    pub fn refusal(raw_query: Option<&str>) -> ApiError {
+        let mut seen = std::collections::HashSet::new();
+        let repeated = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+            .map(|(name, _)| name)
+            .filter(|name| matches!(name.as_ref(), "limit" | "cursor" | "page" | "type" | "q"))
+            .find(|name| !seen.insert(name.clone()));
+        match repeated {
+            Some(name) if name == "type" => {
+                ApiError::bad_parameter("type", "is given more than once: name several types comma-separated")
+            }
+            Some(name) => ApiError::bad_parameter(name, "is given more than once"),
+            None => ApiError::bad_parameter("", "the query string is malformed"),
+        }
+    }
+}
+
 /// What to ask the store for, and how many of the rows to show: the store is asked for one
 /// more than the page size, and the extra row, never shown, says whether a next page exists.
 #[derive(Debug)]
@@ -305,6 +325,20 @@ mod tests {
         ] {
             let error = Paging::parse(p, &codec(), user).unwrap_err();
             assert_eq!(error.body()["errors"][0]["source"]["parameter"], name);
+        }
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_named() {
+        for (query, name) in [
+            ("type=chart&type=insight", "type"),
+            ("limit=5&q=x&limit=6", "limit"),
+            ("q=a&q=b", "q"),
+            ("other=1&other=2&limit=%zz", ""),
+        ] {
+            let error = ListParams::refusal(Some(query));
+            assert_eq!(error.body()["errors"][0]["source"]["parameter"], name, "{query}");
+            assert_eq!(error.body()["errors"][0]["status"], "400");
         }
     }
 

@@ -554,11 +554,12 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         let response = api.send(Method::POST, "/favorites", token, Some(body.clone())).await;
         assert_eq!(error_source(response).await, (400, pointer.to_string()), "{body}");
     }
-    // A paging parameter, a filter, a cursor that is not ours.
+    // A paging parameter, a filter, a cursor that is not ours, a parameter given twice.
     for (query, parameter) in [
         ("limit=0", "limit"),
         ("type=video", "type"),
         ("cursor=garbage", "cursor"),
+        ("type=chart&type=insight", "type"),
     ] {
         let response = api.send(Method::GET, &format!("/favorites?{query}"), token, None).await;
         assert_eq!(error_source(response).await, (400, parameter.to_string()), "{query}");
