@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -93,9 +92,8 @@ async fn list_handler(
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     RawQuery(raw_query): RawQuery,
-    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|_| ListParams::refusal(raw_query.as_deref()))?;
+    let params = ListParams::from_query(raw_query.as_deref())?;
     let cursors = Arc::new(CursorCodec::new(state.cursor_keys.cursor_keys().await));
     let paging = Paging::parse(params, &cursors, user)?;
     let format = Format::from_accept(&headers);

@@ -10,7 +10,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use super::error::ApiError;
@@ -96,34 +95,41 @@ impl CursorScope {
 }
 
 /// The query string as sent; unknown parameters are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct ListParams {
     pub limit: Option<String>,
     pub cursor: Option<String>,
     pub page: Option<String>,
     /// Asset types, comma-separated: `type=chart,insight`.
-    #[serde(rename = "type")]
     pub types: Option<String>,
     pub q: Option<String>,
 }
 
 impl ListParams {
-    /// Why a query string did not read as [`ListParams`]: a 400 naming a parameter given more
-    /// than once (`type=chart&type=insight`; several types are comma-separated), else one about
-    /// the whole query string.
-    pub fn refusal(raw_query: Option<&str>) -> ApiError {
-        let mut seen = std::collections::HashSet::new();
-        let repeated = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
-            .map(|(name, _)| name)
-            .filter(|name| matches!(name.as_ref(), "limit" | "cursor" | "page" | "type" | "q"))
-            .find(|name| !seen.insert(name.clone()));
-        match repeated {
-            Some(name) if name == "type" => {
-                ApiError::bad_parameter("type", "is given more than once: name several types comma-separated")
+    /// The parameters of a query string (decoded as forms are: `+` is a space). One given more
+    /// than once is a 400 naming it (`type=chart&type=insight`: several types are
+    /// comma-separated).
+    pub fn from_query(raw_query: Option<&str>) -> Result<Self, ApiError> {
+        let mut params = Self::default();
+        for (name, value) in form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
+            let field = match name.as_ref() {
+                "limit" => &mut params.limit,
+                "cursor" => &mut params.cursor,
+                "page" => &mut params.page,
+                "type" => &mut params.types,
+                "q" => &mut params.q,
+                _ => continue,
+            };
+            if field.replace(value.into_owned()).is_some() {
+                let detail = if name == "type" {
+                    "is given more than once: name several types comma-separated"
+                } else {
+                    "is given more than once"
+                };
+                return Err(ApiError::bad_parameter(name, detail));
             }
-            Some(name) => ApiError::bad_parameter(name, "is given more than once"),
-            None => ApiError::bad_parameter("", "the query string is malformed"),
         }
+        Ok(params)
     }
 }
 
@@ -334,12 +340,21 @@ mod tests {
             ("type=chart&type=insight", "type"),
             ("limit=5&q=x&limit=6", "limit"),
             ("q=a&q=b", "q"),
-            ("other=1&other=2&limit=%zz", ""),
         ] {
-            let error = ListParams::refusal(Some(query));
+            let error = ListParams::from_query(Some(query)).unwrap_err();
             assert_eq!(error.body()["errors"][0]["source"]["parameter"], name, "{query}");
             assert_eq!(error.body()["errors"][0]["status"], "400");
         }
+    }
+
+    #[test]
+    fn a_query_string_reads_as_sent_and_unknown_parameters_are_ignored() {
+        let params = ListParams::from_query(Some("other=1&other=2&type=chart%2Cinsight&q=big+churn&limit=5")).unwrap();
+        assert_eq!(params.types.as_deref(), Some("chart,insight"));
+        assert_eq!(params.q.as_deref(), Some("big churn"));
+        assert_eq!(params.limit.as_deref(), Some("5"));
+        assert!(params.cursor.is_none() && params.page.is_none());
+        assert!(ListParams::from_query(None).unwrap().limit.is_none());
     }
 
     #[test]
