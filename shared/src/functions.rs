@@ -39,15 +39,21 @@ pub trait Function {
     fn build(settings: Self::Settings, wiring: &Wiring) -> impl Future<Output = anyhow::Result<Router>> + Send;
 }
 
-/// A function as checks see it: its name, how it answers, and the resources its settings
-/// make it use when read from an environment.
+/// A function as checks see it: its name, the resources its settings make it use when read
+/// from an environment, and how it serves the API.
 pub struct Described {
     pub name: &'static str,
-    /// `None`: not behind the API, invoked directly with an event of its own (`migrate`).
-    pub response: Option<ResponseMode>,
     pub resources: fn(&dyn Env) -> Result<Vec<Resource>, ConfigError>,
-    /// Its router, built from the settings it reads from an environment (`None`: `migrate`).
-    pub router: Option<BuildRouter>,
+    /// `None`: not behind the API, invoked directly with an event of its own (`migrate`).
+    pub api: Option<Served>,
+}
+
+/// How a function behind the API serves it.
+pub struct Served {
+    /// How it answers.
+    pub response: ResponseMode,
+    /// Its router, built from the settings it reads from an environment.
+    pub router: BuildRouter,
 }
 
 /// Builds a function's router from the settings it reads from an environment.
@@ -66,9 +72,8 @@ pub const ALL: &[Described] = &[
     described::<DeleteAccount>(),
     Described {
         name: MIGRATE,
-        response: None,
         resources: |env| DatabaseSettings::from_env(env).map(|settings| settings.resources()),
-        router: None,
+        api: None,
     },
 ];
 
@@ -78,11 +83,13 @@ pub const MIGRATE: &str = "migrate";
 const fn described<F: Function>() -> Described {
     Described {
         name: F::NAME,
-        response: Some(F::RESPONSE),
         resources: |env| F::Settings::from_env(env).map(|settings| settings.resources()),
-        router: Some(|env, wiring| {
-            let settings = F::Settings::from_env(env);
-            Box::pin(async move { F::build(settings?, wiring).await })
+        api: Some(Served {
+            response: F::RESPONSE,
+            router: |env, wiring| {
+                let settings = F::Settings::from_env(env);
+                Box::pin(async move { F::build(settings?, wiring).await })
+            },
         }),
     }
 }
@@ -94,7 +101,8 @@ pub async fn router(name: &str, env: &dyn Env, wiring: &Wiring) -> anyhow::Resul
     let build = ALL
         .iter()
         .find(|function| function.name == name)
-        .and_then(|function| function.router)
+        .and_then(|function| function.api.as_ref())
+        .map(|api| api.router)
         .with_context(|| format!("no function {name:?} serves HTTP"))?;
     build(env, wiring).await.with_context(|| format!("building {name}"))
 }

@@ -13,14 +13,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use http::{Method, StatusCode, header};
+use http::Method;
 use shared::wiring::Wiring;
 use tower::ServiceExt;
 
 use crate::Api;
 use crate::database::{TestDatabase, admin_url};
+use crate::stack::transformed::GatewayResponse;
+use crate::stack::unknown_route;
 use crate::template::{Template, repo_root};
 
 /// The app while it runs: its client, its database. Dropping it stops the server.
@@ -46,7 +47,7 @@ pub async fn spawn_app() -> App {
 async fn spawn() -> anyhow::Result<App> {
     let database = TestDatabase::create(&admin_url()?, "favorites_app", None).await?;
     let prefix = format!("favorites-app-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let jwt_key = uuid::Uuid::new_v4().simple().to_string().repeat(2);
+    let jwt_key = crate::bench::random_hex(64);
     let aws = crate::aws::create(&prefix, &jwt_key, None).await?;
     let mut env = BTreeMap::from([
         ("DATABASE_URL".to_string(), database.url.clone()),
@@ -93,11 +94,11 @@ async fn routed(template: &Template, env: &BTreeMap<String, String>) -> anyhow::
             .or_default()
             .insert(method, functions[&binary].clone());
     }
-    let unknown = unknown_route(template)?;
+    let responses = Arc::new(gateway_responses(template));
     let mut app = Router::new();
     for (path, methods) in paths {
         let methods = Arc::new(methods);
-        let unknown = unknown.clone();
+        let responses = responses.clone();
         app = app.route(
             &path,
             any(move |mut request: Request| {
@@ -105,49 +106,28 @@ async fn routed(template: &Template, env: &BTreeMap<String, String>) -> anyhow::
                 // The function gets the request as API Gateway would pass it on: without what
                 // this router noted (its path parameters would add to the function's own).
                 request.extensions_mut().clear();
-                let unknown = unknown.clone();
+                let responses = responses.clone();
                 async move {
                     match function {
                         Some(function) => function.oneshot(request).await.unwrap_or_else(|never| match never {}),
-                        None => unknown.into_response(),
+                        None => unknown_route(&responses),
                     }
                 }
             }),
         );
     }
-    Ok(app.fallback(move || {
-        let unknown = unknown.clone();
-        async move { unknown.into_response() }
-    }))
+    Ok(app.fallback(move || std::future::ready(unknown_route(&responses))))
 }
 
-/// What API Gateway answers for a route the API does not have: the template's gateway response.
-#[derive(Clone)]
-struct UnknownRoute {
-    status: StatusCode,
-    body: String,
-}
-
-impl IntoResponse for UnknownRoute {
-    fn into_response(self) -> Response {
-        (self.status, [(header::CONTENT_TYPE, "application/json")], self.body).into_response()
-    }
-}
-
-fn unknown_route(template: &Template) -> anyhow::Result<UnknownRoute> {
-    let response = template
+/// The template's own answers of API Gateway (`GatewayResponses` of its REST API), by kind.
+fn gateway_responses(template: &Template) -> BTreeMap<String, GatewayResponse> {
+    template
         .resources()
-        .map(|(_, resource)| &resource["Properties"]["GatewayResponses"]["MISSING_AUTHENTICATION_TOKEN"])
-        .find(|response| !response.is_null())
-        .context("template.yaml has no gateway response for an unknown route (MISSING_AUTHENTICATION_TOKEN)")?;
-    Ok(UnknownRoute {
-        status: response["StatusCode"]
-            .as_str()
-            .and_then(|code| code.parse().ok())
-            .context("MISSING_AUTHENTICATION_TOKEN: StatusCode")?,
-        body: response["ResponseTemplates"]["application/json"]
-            .as_str()
-            .context("MISSING_AUTHENTICATION_TOKEN: its application/json template")?
-            .to_string(),
-    })
+        .filter_map(|(_, resource)| resource["Properties"]["GatewayResponses"].as_object())
+        .flatten()
+        .map(|(kind, response)| {
+            let response = GatewayResponse::read(&response["StatusCode"], &response["ResponseTemplates"]);
+            (kind.clone(), response)
+        })
+        .collect()
 }

@@ -107,7 +107,7 @@ fn function_problems(deployment: &Deployment, function: &DeployedFunction, probl
         }
     };
     let mut read = recording.read();
-    if described.response.is_some() {
+    if described.api.is_some() {
         for variable in READ_BY_LIBRARIES {
             if !env.contains_key(*variable) {
                 problems.push(format!(
@@ -159,7 +159,7 @@ fn route_problems(target: &Target, functions: &[DeployedFunction], problems: &mu
     let mut deployed = BTreeMap::new();
     for function in functions {
         let binary = function.binary.clone().unwrap_or_default();
-        let response = described(&binary).and_then(|d| d.response);
+        let response = described(&binary).and_then(|d| d.api.as_ref()).map(|api| api.response);
         if response.is_some() && function.routes.is_empty() {
             problems.push(format!("{}: serves HTTP but has no Api event", function.logical_id));
         }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::functions::{Busy, Function};
-use super::transformed::{RestApi, Route};
+use super::transformed::{GatewayResponse, RestApi, Route};
 use crate::rie::STREAM_SEPARATOR;
 use crate::template::ACCOUNT;
 
@@ -54,7 +54,7 @@ async fn handle(
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut answer = match answer(&gateway, peer, request, &request_id).await {
         Ok(answer) => answer,
-        Err(refusal) => gateway_response(&gateway.api, refusal),
+        Err(refusal) => gateway_response(&gateway.api.gateway_responses, refusal),
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         answer.headers_mut().insert("x-amzn-requestid", value);
@@ -314,9 +314,15 @@ fn event(
     })
 }
 
+/// What API Gateway answers for a route the API does not have, given the template's gateway
+/// responses (the in-process app, `crate::app`, answers the same).
+pub(crate) fn unknown_route(responses: &BTreeMap<String, GatewayResponse>) -> Response {
+    gateway_response(responses, Refusal::NoRoute)
+}
+
 /// API Gateway's own answer: the template's gateway response for the case, or API Gateway's
 /// default.
-fn gateway_response(api: &RestApi, refusal: Refusal) -> Response {
+fn gateway_response(responses: &BTreeMap<String, GatewayResponse>, refusal: Refusal) -> Response {
     let (kind, default_status, message) = match &refusal {
         Refusal::NoRoute => (
             "MISSING_AUTHENTICATION_TOKEN",
@@ -330,8 +336,8 @@ fn gateway_response(api: &RestApi, refusal: Refusal) -> Response {
         }
         Refusal::TimedOut => ("INTEGRATION_TIMEOUT", 504, "Endpoint request timed out".to_string()),
     };
-    let configured = api.gateway_responses.get(kind);
-    let fallback = api.gateway_responses.get(if default_status >= 500 {
+    let configured = responses.get(kind);
+    let fallback = responses.get(if default_status >= 500 {
         "DEFAULT_5XX"
     } else {
         "DEFAULT_4XX"
@@ -369,7 +375,6 @@ fn kind_header(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::transformed::GatewayResponse;
 
     #[tokio::test]
     async fn what_the_gateway_answers_by_itself_is_the_templates_gateway_response() {
@@ -388,21 +393,21 @@ mod tests {
                 template: Some(r#"{"errors":[{"title":"$context.error.responseType"}]}"#.into()),
             },
         );
-        let timed_out = gateway_response(&api, Refusal::TimedOut);
+        let timed_out = gateway_response(&api.gateway_responses, Refusal::TimedOut);
         assert_eq!(timed_out.status(), 504);
         let body = axum::body::to_bytes(timed_out.into_body(), 1 << 20).await.unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["errors"][0]["detail"], "Endpoint request timed out");
 
         // No response of its own: API Gateway's status, the DEFAULT_4XX template.
-        let too_large = gateway_response(&api, Refusal::TooLarge);
+        let too_large = gateway_response(&api.gateway_responses, Refusal::TooLarge);
         assert_eq!(too_large.status(), 413);
         let body = axum::body::to_bytes(too_large.into_body(), 1 << 20).await.unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["errors"][0]["title"], "REQUEST_TOO_LARGE");
 
         // Nothing in the template: API Gateway's own `{"message": …}`.
-        let failed = gateway_response(&RestApi::default(), Refusal::FunctionFailed("boom".into()));
+        let failed = gateway_response(&BTreeMap::new(), Refusal::FunctionFailed("boom".into()));
         assert_eq!(failed.status(), 502);
         let body = axum::body::to_bytes(failed.into_body(), 1 << 20).await.unwrap();
         assert_eq!(body, r#"{"message":"Internal server error"}"#);

@@ -22,6 +22,8 @@ mod functions;
 mod gateway;
 pub mod transformed;
 
+pub(crate) use gateway::unknown_route;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -100,6 +100,18 @@ pub struct GatewayResponse {
     pub template: Option<String>,
 }
 
+impl GatewayResponse {
+    /// From its status code and its templates by content type (`statusCode` and
+    /// `responseTemplates` in the API's OpenAPI body, `StatusCode` and `ResponseTemplates` in
+    /// the SAM template's `GatewayResponses`).
+    pub fn read(status_code: &Value, templates: &Value) -> Self {
+        Self {
+            status: scalar(status_code).parse().ok(),
+            template: templates["application/json"].as_str().map(str::to_string),
+        }
+    }
+}
+
 /// The REST API: its stage, routes and gateway responses.
 #[derive(Debug, Clone, Default)]
 pub struct RestApi {
@@ -229,11 +241,8 @@ pub fn rest_api(template: &Template, deployment: &Deployment) -> Result<RestApi>
         .into_iter()
         .flatten()
         .map(|(kind, response)| {
-            let status = scalar(&response["statusCode"]).parse().ok();
-            let template = response["responseTemplates"]["application/json"]
-                .as_str()
-                .map(str::to_string);
-            (kind.clone(), GatewayResponse { status, template })
+            let response = GatewayResponse::read(&response["statusCode"], &response["responseTemplates"]);
+            (kind.clone(), response)
         })
         .collect();
     Ok(RestApi {

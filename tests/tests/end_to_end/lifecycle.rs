@@ -258,7 +258,10 @@ async fn every_event_through_its_binary_gets_the_status_its_name_promises() {
             .iter()
             .find(|f| f.name == event.function)
             .unwrap_or_else(|| panic!("events/{}: no such function", event.function));
-        let streams = described.response == Some(shared::runtime::ResponseMode::Streaming);
+        let streams = described
+            .api
+            .as_ref()
+            .is_some_and(|api| api.response == shared::runtime::ResponseMode::Streaming);
         let answer = match runtime.call(std::fs::read(&event.path).unwrap(), STARTUP).await {
             Ok(answer) => answer,
             Err(e) => panic!("{}: {e:#}\n{:#?}", event.name, function.last_lines(20)),

@@ -6,7 +6,6 @@
 //! `idempotency`'s, in process.
 
 use e2e::{Api, error_source};
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -14,24 +13,14 @@ fn insight(id: &str, name: &str) -> Value {
     json!({"id": id, "type": "insight", "name": name, "content": "40% of trials churn in week one"})
 }
 
-/// The whole streamed answer to a list request, read chunk by chunk.
-async fn streamed(api: &Api, path: &str, token: &str, accept: &str) -> (reqwest::header::HeaderMap, String) {
+/// The whole (streamed) answer to a list request in the format `accept` asks for.
+async fn list_as(api: &Api, path: &str, token: &str, accept: &str) -> (reqwest::header::HeaderMap, String) {
     let response = api
-        .http
-        .get(api.url(path))
-        .bearer_auth(token)
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap();
+        .send_with(Method::GET, path, Some(token), None, &[("accept", accept)])
+        .await;
     assert_eq!(response.status(), 200, "{path} as {accept}");
     let headers = response.headers().clone();
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        body.extend_from_slice(&chunk.unwrap());
-    }
-    (headers, String::from_utf8(body).unwrap())
+    (headers, response.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -100,7 +89,7 @@ async fn every_function_answers_through_the_emulator() {
     assert_eq!(error_source(stale).await, (412, "If-Match".to_string()));
 
     // list-favorites, streamed, with a query string.
-    let (headers, body) = streamed(
+    let (headers, body) = list_as(
         &api,
         "/favorites?type=chart,insight,audience&q=churn&limit=all",
         &me.token,
@@ -127,7 +116,7 @@ async fn every_function_answers_through_the_emulator() {
         )
         .await;
     assert_eq!(unchanged.status(), 304);
-    let (headers, body) = streamed(&api, "/favorites?limit=all", &me.token, "application/x-ndjson").await;
+    let (headers, body) = list_as(&api, "/favorites?limit=all", &me.token, "application/x-ndjson").await;
     assert_eq!(headers["content-type"], "application/x-ndjson");
     let lines: Vec<Value> = body.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(lines.len(), 42, "41 favorites and the closing line");
