@@ -2,7 +2,7 @@
 //!
 //! For N favorites of one user (seeded cumulatively), each measured `BENCH_RUNS` times:
 //! - the floor: Postgres emitting the same rows, `COPY (<the listing select>) TO STDOUT`
-//!   (`shared::adapters::sql::LIST_SELECT`, so it cannot drift from the code) read by this
+//!   (`shared::adapters::sql::LIST_COLUMNS` and `LIST_ORDER`, so it cannot drift from the code) read by this
 //!   process over the wire protocol: no function, no HTTP;
 //! - the list through the emulator (`cargo lambda watch`), its body counted and discarded;
 //! - the list-favorites process's peak RSS (`VmHWM`, reset before each request);
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use futures::StreamExt;
 use serde_json::Value;
-use shared::adapters::sql::{LIST_ORDER, LIST_SELECT};
+use shared::adapters::sql::{LIST_COLUMNS, LIST_ORDER};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -314,8 +314,7 @@ impl Bench {
 /// The list function's select for `user`, in the list's order. COPY takes no parameters, so
 /// the user id (a UUID, never text from outside) is written into it.
 fn listing_sql(user: Uuid) -> String {
-    let select = LIST_SELECT.replace("$1", &format!("'{user}'::uuid"));
-    format!("{select} {LIST_ORDER}")
+    format!("{LIST_COLUMNS} from favorites where user_id = '{user}'::uuid {LIST_ORDER}")
 }
 
 /// Seconds for Postgres to emit the listing's rows to this process (`COPY … TO STDOUT`);

@@ -16,7 +16,7 @@ use sqlx::SqlitePool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-pub use postgres::{LIST_ORDER, LIST_SELECT, Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
+pub use postgres::{LIST_COLUMNS, LIST_ORDER, Pg, PgCredentials, PgFavoriteRepository, PgUserRepository};
 pub use sqlite::{SqliteFavoriteRepository, SqliteUserRepository};
 
 use crate::config::{DatabaseSettings, DatabaseTarget, Settings};
@@ -341,14 +341,14 @@ const LIST_BATCH_ROWS: i64 = 256;
 /// The longest a cold start waits for its first database connection ([`Database::warm_up`]).
 const WARM_UP_WITHIN: Duration = Duration::from_secs(1);
 
-/// How a dialect spells what the listing's filter compares: the asset's type, the text a
-/// search looks in (name and description, joined by U+001F, which neither may contain, so that
-/// no match spans the two), and a case-insensitive LIKE. The migrations index these very
-/// expressions: a query names them as the index does, or the index is not used.
+/// How a dialect spells what a listing's filter compares: the asset's type, and "the text a
+/// search looks in contains the pattern bound to `$n`", case-insensitively (the text: name and
+/// description, joined by U+001F, which neither may contain, so that no match spans the two).
+/// The migrations index these very expressions: a query names them as the index does, or the
+/// index is not used.
 pub(super) struct FilterDialect {
     pub type_expr: &'static str,
-    pub search_expr: &'static str,
-    pub like: &'static str,
+    pub contains: fn(param: usize) -> String,
 }
 
 /// A listing filter as SQL: `and …` clauses with parameters numbered from `first`, and the
@@ -374,7 +374,7 @@ pub(super) fn filter_clauses(filter: &ListFilter, dialect: &FilterDialect, first
     }
     if let Some(text) = filter.text() {
         let n = first + values.len();
-        sql += &format!(" and {} {} ${n} escape '\\'", dialect.search_expr, dialect.like);
+        sql += &format!(" and {}", (dialect.contains)(n));
         values.push(contains_pattern(text.as_str()));
     }
     FilterClauses { sql, values }

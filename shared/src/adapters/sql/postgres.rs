@@ -573,24 +573,23 @@ impl PgFavoriteRepository {
     }
 }
 
-/// The listing's select (`$1`: the user): the favorite's JSON is assembled by Postgres itself,
+/// The listing's columns, of `favorites`: the favorite's JSON is assembled by Postgres itself,
 /// in the shape `Favorite` serialises to, so rows go to the client without being parsed here.
 /// Public for `bench list`, which compares the list with Postgres emitting these rows.
-pub const LIST_SELECT: &str = r#"
+pub const LIST_COLUMNS: &str = r#"
     select id, created_at,
            (asset || jsonb_build_object(
                'id', id,
                'created_at', to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text
-      from favorites
-     where user_id = $1"#;
+               'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text"#;
 
-/// The filter's expressions, as migrations/postgres indexes them (favorites_type_idx,
-/// favorites_search_idx); ILIKE is what the trigram index serves case-insensitively.
+/// What a filtered listing compares: the columns of `favorite_search` (migration
+/// 20261207000001), the narrow row a trigger keeps for each favorite, with its text already
+/// lower-cased. `like lower($n)` there is `ILIKE $n` on the asset: Postgres folds both sides
+/// with lower() for ILIKE.
 const PG_FILTER: FilterDialect = FilterDialect {
-    type_expr: "(asset->>'type')",
-    search_expr: "((asset->>'name') || E'\\x1f' || (asset->>'description'))",
-    like: "ilike",
+    type_expr: "type",
+    contains: |n| format!("text like lower(${n}) escape '\\'"),
 };
 
 /// The listing's order, newest first; `(created_at, id)` is also its keyset.
@@ -648,7 +647,21 @@ async fn batches(
             // Constant SQL per shape (keyset clause or not, the filter's); every value is bound.
             let keyset = if after.is_some() { " and (created_at, id) < ($4, $5)" } else { "" };
             let filter = filter_clauses(&query.filter, &PG_FILTER, if after.is_some() { 6 } else { 4 });
-            let sql = format!("{LIST_SELECT}{keyset}{} {LIST_ORDER} offset $2 limit $3", filter.sql);
+            // A filtered batch walks favorite_search in listing order and reads each favorite
+            // it keeps by primary key as it goes (a nested loop, which keeps the walk's order:
+            // no sort, so the first row leaves before the walk ends).
+            let sql = if filter.sql.is_empty() {
+                format!("{LIST_COLUMNS} from favorites where user_id = $1{keyset} {LIST_ORDER} offset $2 limit $3")
+            } else {
+                format!(
+                    "{LIST_COLUMNS} \
+                       from (select id as page_id, created_at as page_at from favorite_search \
+                              where user_id = $1{keyset}{} {LIST_ORDER} offset $2 limit $3) page \
+                       join favorites on user_id = $1 and id = page_id \
+                      order by page_at desc, page_id desc",
+                    filter.sql
+                )
+            };
             // A search is planned for its own text (a rare word by the trigram index, a common
             // one along the listing index), never with a generic plan that guesses.
             let mut statement = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&sql)

@@ -275,8 +275,11 @@ async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow
 /// SQLite's LIKE folds ASCII letters only: `q` matches other letters in their exact case.
 const SQLITE_FILTER: FilterDialect = FilterDialect {
     type_expr: "json_extract(asset, '$.type')",
-    search_expr: "(json_extract(asset, '$.name') || char(31) || json_extract(asset, '$.description'))",
-    like: "like",
+    contains: |n| {
+        format!(
+            "(json_extract(asset, '$.name') || char(31) || json_extract(asset, '$.description')) like ${n} escape '\\'"
+        )
+    },
 };
 
 /// The rows of a listing, in its read transaction. SQLite steps its statement row by row as
