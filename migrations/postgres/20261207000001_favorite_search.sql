@@ -37,11 +37,15 @@ create table favorite_search (
     foreign key (user_id, id) references favorites (user_id, id) on delete cascade
 );
 
+-- The text `q` looks in, from a stored asset: the trigger and the backfill below both use it.
+create function favorite_search_text(asset jsonb) returns text
+    language sql immutable parallel safe
+    return lower(coalesce(asset->>'name', '') || E'\x1f' || coalesce(asset->>'description', ''));
+
 create function favorite_search_row() returns trigger language plpgsql as $$
 begin
     insert into favorite_search (user_id, id, created_at, type, text)
-    values (new.user_id, new.id, new.created_at, new.asset->>'type',
-            lower(coalesce(new.asset->>'name', '') || E'\x1f' || coalesce(new.asset->>'description', '')))
+    values (new.user_id, new.id, new.created_at, new.asset->>'type', favorite_search_text(new.asset))
     on conflict (user_id, id) do update
         set created_at = excluded.created_at, type = excluded.type, text = excluded.text;
     return null;
@@ -54,8 +58,7 @@ create trigger favorite_search_row after insert or update of asset, created_at o
 -- In listing order, so that a user's walk reads neighbouring pages, as it will for rows the
 -- trigger appends as favorites are added.
 insert into favorite_search (user_id, id, created_at, type, text)
-select user_id, id, created_at, asset->>'type',
-       lower(coalesce(asset->>'name', '') || E'\x1f' || coalesce(asset->>'description', ''))
+select user_id, id, created_at, asset->>'type', favorite_search_text(asset)
   from favorites
  order by user_id, created_at, id;
 

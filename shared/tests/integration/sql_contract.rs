@@ -178,87 +178,6 @@ async fn nobody_touches_another_users_favorite(db: &Database) {
 }
 
 /// `user` has no favorite `id`: editing and removing it find nothing and change nothing.
-async fn search_follows_edits_and_removals(db: &Database) {
-    let user = a_user(db).await;
-    let favorites = db.favorites();
-    store_in_order(
-        db,
-        user,
-        &[
-            asset("edited", "insight", "Revenue", "old words"),
-            asset("removed", "chart", "Churn", ""),
-        ],
-    )
-    .await;
-    let search = |q: &'static str| async move { ids(&list(db, user, filtered(&[], Some(q))).await) };
-    let edited = FavoriteId::parse("edited").unwrap();
-    let description = Description::parse("now about CHURN").unwrap();
-    favorites
-        .update_description(user, &edited, &description, None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(search("churn").await, ["removed", "edited"]);
-    assert!(search("old words").await.is_empty(), "the old description is not found");
-
-    let removed = FavoriteId::parse("removed").unwrap();
-    favorites.remove_favorite(user, &removed, None).await.unwrap().unwrap();
-    assert_eq!(search("churn").await, ["edited"]);
-    assert!(ids(&list(db, user, filtered(&[AssetType::Chart], None)).await).is_empty());
-
-    store_in_order(db, user, &[asset("removed", "audience", "Shoppers", "")]).await;
-    assert_eq!(search("churn").await, ["edited"]);
-    assert_eq!(search("shoppers").await, ["removed"]);
-    assert_eq!(
-        ids(&list(db, user, filtered(&[AssetType::Audience], None)).await),
-        ["removed"]
-    );
-}
-
-/// More matches than one round trip of the listing brings (256 rows): every batch after the
-/// first resumes where the one before ended, within the filter.
-async fn filtered_list_longer_than_a_batch(db: &Database) {
-    let user = a_user(db).await;
-    for i in 0..600 {
-        let name = if i % 2 == 0 {
-            format!("churn {i:03}")
-        } else {
-            format!("revenue {i:03}")
-        };
-        let kind = if i % 4 < 2 { "chart" } else { "insight" };
-        db.favorites()
-            .insert_favorite(user, &asset(&format!("f{i:03}"), kind, &name, ""))
-            .await
-            .unwrap();
-    }
-    let everything = ids(&list(db, user, all()).await);
-    let churn: fn(usize) -> bool = |i| i % 2 == 0;
-    let chart: fn(usize) -> bool = |i| i % 4 < 2;
-    for (query, wanted) in [
-        (filtered(&[], Some("churn")), churn),
-        (filtered(&[AssetType::Chart], None), chart),
-    ] {
-        let label = format!("{:?}", query.filter);
-        // A limit above the matches, so that a batch which does not move on fails, not loops.
-        let found = ids(&list(
-            db,
-            user,
-            ListQuery {
-                limit: Some(1000),
-                ..query
-            },
-        )
-        .await);
-        let expected: Vec<String> = everything
-            .iter()
-            .filter(|id| wanted(id[1..].parse().unwrap()))
-            .cloned()
-            .collect();
-        assert_eq!(found.len(), 300, "{label}");
-        assert_eq!(found, expected, "{label}: in listing order, each once");
-    }
-}
-
 async fn edit_and_remove_find_nothing(db: &Database, user: UserId, id: &FavoriteId) {
     let favorites = db.favorites();
     let edit = Description::parse("pwned").unwrap();
@@ -659,6 +578,87 @@ async fn paging_a_filtered_list_walks_its_matches(db: &Database) {
         ..query
     };
     assert_eq!(ids(&list(db, user, second_page).await), everything[2..]);
+}
+
+async fn search_follows_edits_and_removals(db: &Database) {
+    let user = a_user(db).await;
+    let favorites = db.favorites();
+    store_in_order(
+        db,
+        user,
+        &[
+            asset("edited", "insight", "Revenue", "old words"),
+            asset("removed", "chart", "Churn", ""),
+        ],
+    )
+    .await;
+    let search = |q: &'static str| async move { ids(&list(db, user, filtered(&[], Some(q))).await) };
+    let edited = FavoriteId::parse("edited").unwrap();
+    let description = Description::parse("now about CHURN").unwrap();
+    favorites
+        .update_description(user, &edited, &description, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(search("churn").await, ["removed", "edited"]);
+    assert!(search("old words").await.is_empty(), "the old description is not found");
+
+    let removed = FavoriteId::parse("removed").unwrap();
+    favorites.remove_favorite(user, &removed, None).await.unwrap().unwrap();
+    assert_eq!(search("churn").await, ["edited"]);
+    assert!(ids(&list(db, user, filtered(&[AssetType::Chart], None)).await).is_empty());
+
+    store_in_order(db, user, &[asset("removed", "audience", "Shoppers", "")]).await;
+    assert_eq!(search("churn").await, ["edited"]);
+    assert_eq!(search("shoppers").await, ["removed"]);
+    assert_eq!(
+        ids(&list(db, user, filtered(&[AssetType::Audience], None)).await),
+        ["removed"]
+    );
+}
+
+/// More matches than one round trip of the listing brings (256 rows): every batch after the
+/// first resumes where the one before ended, within the filter.
+async fn filtered_list_longer_than_a_batch(db: &Database) {
+    let user = a_user(db).await;
+    for i in 0..600 {
+        let name = if i % 2 == 0 {
+            format!("churn {i:03}")
+        } else {
+            format!("revenue {i:03}")
+        };
+        let kind = if i % 4 < 2 { "chart" } else { "insight" };
+        db.favorites()
+            .insert_favorite(user, &asset(&format!("f{i:03}"), kind, &name, ""))
+            .await
+            .unwrap();
+    }
+    let everything = ids(&list(db, user, all()).await);
+    let churn: fn(usize) -> bool = |i| i % 2 == 0;
+    let chart: fn(usize) -> bool = |i| i % 4 < 2;
+    for (query, wanted) in [
+        (filtered(&[], Some("churn")), churn),
+        (filtered(&[AssetType::Chart], None), chart),
+    ] {
+        let label = format!("{:?}", query.filter);
+        // A limit above the matches, so that a batch which does not move on fails, not loops.
+        let found = ids(&list(
+            db,
+            user,
+            ListQuery {
+                limit: Some(1000),
+                ..query
+            },
+        )
+        .await);
+        let expected: Vec<String> = everything
+            .iter()
+            .filter(|id| wanted(id[1..].parse().unwrap()))
+            .cloned()
+            .collect();
+        assert_eq!(found.len(), 300, "{label}");
+        assert_eq!(found, expected, "{label}: in listing order, each once");
+    }
 }
 
 async fn every_change_moves_the_revision_forward(db: &Database) {

@@ -122,11 +122,11 @@ async fn measure(database_url: &str, favorites: u64, every: u64, requests: usize
     for case in &cases {
         check(&api, &session.token, case).await?;
         let expected = if case.if_none_match.is_some() { 304 } else { 200 };
-        for function in [&no_hop, &named] {
+        for (function, how) in [(&no_hop, "as shipped"), (&named, "direct connection")] {
             let answer = no_hop_call(function, &session.token, case).await?;
             ensure!(
                 answer.status() == Some(expected),
-                "{} (no hop): {:?}",
+                "{} (no hop, {how}): {:?}",
                 case.label,
                 answer.status()
             );
