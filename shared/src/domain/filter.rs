@@ -3,7 +3,10 @@
 use super::Invalid;
 
 /// The longest search text: longer than any useful search, short enough that a pattern stays
-/// cheap to match against a 2 000-character description.
+/// cheap to match against a 2 000-character description. Raising it takes a migration too:
+/// Postgres stores the text a search looks in as parts that overlap by twice this
+/// (migrations/postgres/20261208000001_favorite_search_parts.sql), so that any search text lies
+/// whole in one part.
 pub const SEARCH_MAX_CHARS: usize = 100;
 
 /// The type of an asset, as a filter names it.

@@ -6,8 +6,8 @@ mod filter;
 mod user;
 
 pub use favorite::{
-    Asset, AssetInput, AssetKind, Audience, AudienceRules, Chart, Description, Favorite, FavoriteId, Gender, Insight,
-    Point, PointX, Revision, RulesInput,
+    Asset, AssetInput, AssetKind, Audience, AudienceRules, Chart, DESCRIPTION_MAX_CHARS, Description, Favorite,
+    FavoriteId, Gender, Insight, NAME_MAX_CHARS, Point, PointX, Revision, RulesInput,
 };
 pub use filter::{AssetType, ListFilter, SEARCH_MAX_CHARS, SearchText};
 pub use user::{Email, Password, PasswordHash, User, UserId};

@@ -8,7 +8,8 @@ use futures::TryStreamExt;
 use serde_json::json;
 use shared::adapters::sql::Database;
 use shared::domain::{
-    Asset, AssetInput, AssetType, Description, Email, FavoriteId, ListFilter, PasswordHash, SearchText, User, UserId,
+    Asset, AssetInput, AssetType, DESCRIPTION_MAX_CHARS, Description, Email, FavoriteId, ListFilter, NAME_MAX_CHARS,
+    PasswordHash, SEARCH_MAX_CHARS, SearchText, User, UserId,
 };
 use shared::ports::{
     ChangeFavoriteError, FavoritesVersion, InsertFavoriteError, InsertUserError, ListPosition, ListQuery,
@@ -72,6 +73,8 @@ both_dialects! {
     paging_a_filtered_list_walks_only_its_matches => paging_a_filtered_list_walks_its_matches;
     a_search_follows_edits_removals_and_reused_ids => search_follows_edits_and_removals;
     a_filtered_list_longer_than_a_batch_has_every_match_once => filtered_list_longer_than_a_batch;
+    a_search_finds_every_text_of_a_long_description_once => search_finds_every_text_of_a_long_description;
+    the_longest_favorite_in_four_byte_characters_is_stored_edited_and_found => longest_favorite_is_stored_and_found;
     every_change_moves_the_revision_strictly_forward => every_change_moves_the_revision_forward;
     a_change_expecting_a_revision_the_favorite_left_is_stale_and_changes_nothing => stale_changes_change_nothing;
     a_deleted_user_takes_all_their_favorites_and_only_theirs => deleted_user_takes_their_favorites;
@@ -659,6 +662,82 @@ async fn filtered_list_longer_than_a_batch(db: &Database) {
         assert_eq!(found.len(), 300, "{label}");
         assert_eq!(found, expected, "{label}: in listing order, each once");
     }
+}
+
+/// `count` characters from `alphabet`, pseudo-random but the same every run, so that no
+/// stretch of them repeats elsewhere.
+fn scrambled(alphabet: &[char], count: usize, seed: u64) -> String {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            alphabet[(state >> 33) as usize % alphabet.len()]
+        })
+        .collect()
+}
+
+/// A search text found anywhere in the longest description, wherever it falls against the
+/// parts Postgres stores it in (500 characters, each from 300 past the last), finds its
+/// favorite once, in any case.
+async fn search_finds_every_text_of_a_long_description(db: &Database) {
+    let user = a_user(db).await;
+    let letters: Vec<char> = ('a'..='z').chain([' ']).collect();
+    let description = scrambled(&letters, DESCRIPTION_MAX_CHARS, 17);
+    store_in_order(
+        db,
+        user,
+        &[
+            asset("long", "insight", "Long read", &description),
+            asset("short", "chart", "Short", "nothing to see"),
+        ],
+    )
+    .await;
+    let chars: Vec<char> = description.chars().collect();
+    let mut starts: Vec<usize> = (0..=DESCRIPTION_MAX_CHARS - SEARCH_MAX_CHARS).step_by(7).collect();
+    starts.push(DESCRIPTION_MAX_CHARS - SEARCH_MAX_CHARS);
+    for start in starts {
+        let text: String = chars[start..start + SEARCH_MAX_CHARS].iter().collect();
+        let text = if start % 2 == 0 { text.to_uppercase() } else { text };
+        assert_eq!(
+            ids(&list(db, user, filtered(&[], Some(&text))).await),
+            ["long"],
+            "the {SEARCH_MAX_CHARS} characters from {start}"
+        );
+    }
+    let absent = scrambled(&letters, SEARCH_MAX_CHARS, 18);
+    assert!(list(db, user, filtered(&[], Some(&absent))).await.is_empty());
+}
+
+/// A name and a description as long as they may be, in characters of four bytes each (2 201
+/// characters, 8 804 bytes, more than an index entry holds): stored, found by its last words,
+/// edited, and found by its new ones only.
+async fn longest_favorite_is_stored_and_found(db: &Database) {
+    let user = a_user(db).await;
+    // Supplementary CJK ideographs (U+20000..), four bytes each in UTF-8; none has a case.
+    let ideographs: Vec<char> = (0x2_0000..0x2_0400).filter_map(char::from_u32).collect();
+    let name = scrambled(&ideographs, NAME_MAX_CHARS, 1);
+    let description = scrambled(&ideographs, DESCRIPTION_MAX_CHARS, 2);
+    store_in_order(db, user, &[asset("wide", "audience", &name, &description)]).await;
+    let tail = |text: &str| -> String { text.chars().skip(text.chars().count() - SEARCH_MAX_CHARS).collect() };
+    let search = |q: String| async move { ids(&list(db, user, filtered(&[], Some(&q))).await) };
+    assert_eq!(search(tail(&name)).await, ["wide"]);
+    assert_eq!(search(tail(&description)).await, ["wide"]);
+
+    let edited = scrambled(&ideographs, DESCRIPTION_MAX_CHARS, 3);
+    let id = FavoriteId::parse("wide").unwrap();
+    db.favorites()
+        .update_description(user, &id, &Description::parse(&edited).unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(search(tail(&edited)).await, ["wide"]);
+    assert!(
+        search(tail(&description)).await.is_empty(),
+        "the old description is not found"
+    );
+    assert_eq!(search(tail(&name)).await, ["wide"]);
 }
 
 async fn every_change_moves_the_revision_forward(db: &Database) {

@@ -342,13 +342,14 @@ const LIST_BATCH_ROWS: i64 = 256;
 const WARM_UP_WITHIN: Duration = Duration::from_secs(1);
 
 /// How a dialect spells what a listing's filter compares: the asset's type, and "the text a
-/// search looks in contains the pattern bound to `$n`", case-insensitively (the text: name and
+/// search looks in contains this search text", case-insensitively (the text: name and
 /// description, joined by U+001F, which neither may contain, so that no match spans the two).
-/// The migrations index these very expressions: a query names them as the index does, or the
-/// index is not used.
+/// `contains` gives the clause, its parameters numbered from `$n`, and the values to bind to
+/// them. The migrations index these very expressions: a query names them as the index does, or
+/// the index is not used.
 pub(super) struct FilterDialect {
     pub type_expr: &'static str,
-    pub contains: fn(param: usize) -> String,
+    pub contains: fn(param: usize, text: &str) -> (String, Vec<String>),
 }
 
 /// A listing filter as SQL: `and …` clauses with parameters numbered from `first`, and the
@@ -373,15 +374,15 @@ pub(super) fn filter_clauses(filter: &ListFilter, dialect: &FilterDialect, first
         values.extend(types.iter().map(|t| t.as_str().to_string()));
     }
     if let Some(text) = filter.text() {
-        let n = first + values.len();
-        sql += &format!(" and {}", (dialect.contains)(n));
-        values.push(contains_pattern(text.as_str()));
+        let (clause, text_values) = (dialect.contains)(first + values.len(), text.as_str());
+        sql += &format!(" and {clause}");
+        values.extend(text_values);
     }
     FilterClauses { sql, values }
 }
 
 /// A LIKE pattern that matches strings containing `text` literally.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
     for c in text.chars() {

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{
     FAVORITE_EXISTS, FilterDialect, INSERT_USER, LIST_BATCH_ROWS, SELECT_FAVORITE, SELECT_USER_BY_EMAIL,
-    SELECT_USER_BY_ID, SELECT_VERSION, account_from_row, favorite_from_row, favorite_inserted, filter_clauses,
-    stored_asset, stored_version, unchanged, user_from_columns, user_inserted, version_from_column,
+    SELECT_USER_BY_ID, SELECT_VERSION, account_from_row, contains_pattern, favorite_from_row, favorite_inserted,
+    filter_clauses, stored_asset, stored_version, unchanged, user_from_columns, user_inserted, version_from_column,
 };
 use crate::config::Endpoint;
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
@@ -583,13 +583,22 @@ pub const LIST_COLUMNS: &str = r#"
                'created_at', to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text"#;
 
-/// What a filtered listing compares: the columns of `favorite_search` (migration
-/// 20261207000001), the narrow row a trigger keeps for each favorite, with its text already
-/// lower-cased. `like lower($n)` there is `ILIKE $n` on the asset: Postgres folds both sides
-/// with lower() for ILIKE.
+/// What a filtered listing compares: the columns of `favorite_search` (migrations
+/// 20261207000001 and 20261208000001), the narrow rows a trigger keeps for each favorite, its
+/// text lower-cased and in parts. A search is `strpos` first, a byte search that rejects most
+/// rows cheaply, then the LIKE, on the few rows strpos kept; the trigram index serves the LIKE,
+/// on `lower(text)` (the text itself), so that the planner prices it as high as the strpos and
+/// keeps this order. `like lower($n)` is `ILIKE $n` on the asset: Postgres folds both sides with
+/// lower() for ILIKE.
 const PG_FILTER: FilterDialect = FilterDialect {
     type_expr: "type",
-    contains: |n| format!("text like lower(${n}) escape '\\'"),
+    contains: |n, text| {
+        let clause = format!(
+            "strpos(text, lower(${n})) > 0 and lower(text) like lower(${}) escape '\\'",
+            n + 1
+        );
+        (clause, vec![text.to_string(), contains_pattern(text)])
+    },
 };
 
 /// The listing's order, newest first; `(created_at, id)` is also its keyset.
@@ -647,15 +656,17 @@ async fn batches(
             // Constant SQL per shape (keyset clause or not, the filter's); every value is bound.
             let keyset = if after.is_some() { " and (created_at, id) < ($4, $5)" } else { "" };
             let filter = filter_clauses(&query.filter, &PG_FILTER, if after.is_some() { 6 } else { 4 });
-            // A filtered batch walks favorite_search in listing order and reads each favorite
-            // it keeps by primary key as it goes (a nested loop, which keeps the walk's order:
-            // no sort, so the first row leaves before the walk ends).
+            // A filtered batch walks favorite_search in listing order, each favorite once
+            // however many of its parts match, and reads each favorite it keeps by primary key
+            // as it goes (a nested loop, which keeps the walk's order: no sort, so the first
+            // row leaves before the walk ends).
             let sql = if filter.sql.is_empty() {
                 format!("{LIST_COLUMNS} from favorites where user_id = $1{keyset} {LIST_ORDER} offset $2 limit $3")
             } else {
                 format!(
                     "{LIST_COLUMNS} \
-                       from (select id as page_id, created_at as page_at from favorite_search \
+                       from (select distinct on (created_at, id) id as page_id, created_at as page_at \
+                               from favorite_search \
                               where user_id = $1{keyset}{} {LIST_ORDER} offset $2 limit $3) page \
                        join favorites on user_id = $1 and id = page_id \
                       order by page_at desc, page_id desc",

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{
     FAVORITE_EXISTS, FilterDialect, INSERT_USER, SELECT_FAVORITE, SELECT_USER_BY_EMAIL, SELECT_USER_BY_ID,
-    SELECT_VERSION, account_from_row, favorite_from_row, favorite_inserted, filter_clauses, stored_asset,
-    stored_version, timestamp_text, unchanged, user_from_columns, user_inserted, version_from_column,
+    SELECT_VERSION, account_from_row, contains_pattern, favorite_from_row, favorite_inserted, filter_clauses,
+    stored_asset, stored_version, timestamp_text, unchanged, user_from_columns, user_inserted, version_from_column,
 };
 use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
 use crate::ports::{
@@ -275,10 +275,11 @@ async fn read_version(conn: &mut sqlx::SqliteConnection, user: UserId) -> anyhow
 /// SQLite's LIKE folds ASCII letters only: `q` matches other letters in their exact case.
 const SQLITE_FILTER: FilterDialect = FilterDialect {
     type_expr: "json_extract(asset, '$.type')",
-    contains: |n| {
-        format!(
+    contains: |n, text| {
+        let clause = format!(
             "(json_extract(asset, '$.name') || char(31) || json_extract(asset, '$.description')) like ${n} escape '\\'"
-        )
+        );
+        (clause, vec![contains_pattern(text)])
     },
 };
 
