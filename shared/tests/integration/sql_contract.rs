@@ -5,6 +5,8 @@ use crate::both_dialects;
 use crate::support::a_user;
 
 use futures::TryStreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 use shared::adapters::sql::Database;
 use shared::domain::{
@@ -667,14 +669,9 @@ async fn filtered_list_longer_than_a_batch(db: &Database) {
 /// `count` characters from `alphabet`, pseudo-random but the same every run, so that no
 /// stretch of them repeats elsewhere.
 fn scrambled(alphabet: &[char], count: usize, seed: u64) -> String {
-    let mut state = seed;
+    let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            alphabet[(state >> 33) as usize % alphabet.len()]
-        })
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())])
         .collect()
 }
 
