@@ -209,10 +209,11 @@ pub struct AssetInput {
 pub struct RulesInput {
     pub gender: Option<Gender>,
     pub country: Option<String>,
-    pub age_min: Option<u16>,
-    pub age_max: Option<u16>,
+    /// Whole numbers, read as numbers: `18.0` is `18` (see [`whole_number`]).
+    pub age_min: Option<serde_json::Number>,
+    pub age_max: Option<serde_json::Number>,
     pub social_media_hours: Option<f64>,
-    pub purchases_last_month: Option<u32>,
+    pub purchases_last_month: Option<serde_json::Number>,
 }
 
 impl AssetInput {
@@ -310,12 +311,9 @@ fn parse_rules(rules: RulesInput) -> Result<AudienceRules, Invalid> {
             "must be an ISO 3166-1 alpha-2 code such as GR",
         ));
     }
-    for (pointer, age) in [("/rules/age_min", rules.age_min), ("/rules/age_max", rules.age_max)] {
-        if age.is_some_and(|a| a > AGE_MAX) {
-            return Err(Invalid::new(pointer, format!("must be between 0 and {AGE_MAX}")));
-        }
-    }
-    if let (Some(min), Some(max)) = (rules.age_min, rules.age_max)
+    let age_min = whole_number("/rules/age_min", rules.age_min, AGE_MAX)?;
+    let age_max = whole_number("/rules/age_max", rules.age_max, AGE_MAX)?;
+    if let (Some(min), Some(max)) = (age_min, age_max)
         && min > max
     {
         return Err(Invalid::new("/rules/age_min", "must not be greater than age_max"));
@@ -328,20 +326,33 @@ fn parse_rules(rules: RulesInput) -> Result<AudienceRules, Invalid> {
             "must be between 0 and 24 (hours per day)",
         ));
     }
-    if rules.purchases_last_month.is_some_and(|p| p > PURCHASES_MAX) {
-        return Err(Invalid::new(
-            "/rules/purchases_last_month",
-            format!("must be at most {PURCHASES_MAX}"),
-        ));
-    }
     Ok(AudienceRules {
         gender: rules.gender,
         country,
-        age_min: rules.age_min,
-        age_max: rules.age_max,
+        age_min,
+        age_max,
         social_media_hours: rules.social_media_hours,
-        purchases_last_month: rules.purchases_last_month,
+        purchases_last_month: whole_number("/rules/purchases_last_month", rules.purchases_last_month, PURCHASES_MAX)?,
     })
+}
+
+/// A whole number from 0 to `max`, however the JSON writes it: `18` and `18.0` are one number
+/// to JSON, and the contract's `integer` (JSON Schema) accepts both.
+fn whole_number<T>(pointer: &str, value: Option<serde_json::Number>, max: T) -> Result<Option<T>, Invalid>
+where
+    T: TryFrom<u64> + PartialOrd + fmt::Display,
+{
+    let Some(number) = value else { return Ok(None) };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            .map(|f| f as u64)
+    });
+    match whole.and_then(|n| T::try_from(n).ok()) {
+        Some(n) if n <= max => Ok(Some(n)),
+        _ => Err(Invalid::new(pointer, format!("must be a whole number from 0 to {max}"))),
+    }
 }
 
 #[cfg(test)]
@@ -424,6 +435,36 @@ mod tests {
             pointer(rules(json!({"country": "GR", "social_media_hours": 25}))),
             "/rules/social_media_hours"
         );
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction_and_nothing_else() {
+        let rules = |r: serde_json::Value| json!({"type": "audience", "name": "n", "rules": r});
+        let audience = parse(rules(
+            json!({"country": "GR", "age_min": 18.0, "age_max": 24, "purchases_last_month": 3.0}),
+        ))
+        .unwrap();
+        let out = serde_json::to_value(&audience).unwrap();
+        assert_eq!(out["rules"]["age_min"], json!(18), "stored and answered as an integer");
+        assert_eq!(out["rules"]["purchases_last_month"], json!(3));
+        for (field, value) in [
+            ("age_min", json!(18.5)),
+            ("age_min", json!(-1)),
+            ("age_max", json!(-0.5)),
+            ("age_max", json!(1e300)),
+            ("purchases_last_month", json!(100_001)),
+            ("purchases_last_month", json!(2.25)),
+        ] {
+            let mut r = json!({"country": "GR"});
+            r[field] = value.clone();
+            let error = parse(rules(r)).unwrap_err();
+            assert_eq!(error.pointer, format!("/rules/{field}"), "{field} = {value}");
+            assert!(
+                error.detail.contains("whole number"),
+                "{field} = {value}: {}",
+                error.detail
+            );
+        }
     }
 
     #[test]
