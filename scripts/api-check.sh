@@ -30,13 +30,15 @@ curl -sS -f -o /dev/null -X POST "$BASE_URL/signup" -H 'content-type: applicatio
 	die "could not sign up the schema-check user at $BASE_URL"
 login=$(curl -sS -X POST "$BASE_URL/login" -H 'content-type: application/json' -d "$credentials" -w '\n%{http_code}') ||
 	die "could not reach $BASE_URL/login"
-case "${login##*$'\n'}" in
+status=${login##*$'\n'}
+body=${login%$'\n'*}
+case "$status" in
 200) ;;
 429) die "the login of the schema-check user was throttled (429): an earlier run's failed logins from this address count for 15 minutes; restart 'make run' (its counter is in memory) or wait" ;;
-*) die "could not log in the schema-check user at $BASE_URL: ${login##*$'\n'} ${login%$'\n'*}" ;;
+*) die "could not log in the schema-check user at $BASE_URL: $status $body" ;;
 esac
-token=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"${login%$'\n'*}") ||
-	die "the login answer has no token: ${login%$'\n'*}"
+token=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$body") ||
+	die "the login answer has no token: $body"
 
 report_dir="$REPO_ROOT/.local/schemathesis"
 mkdir -p "$report_dir"

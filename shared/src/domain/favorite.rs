@@ -326,13 +326,14 @@ fn parse_rules(rules: RulesInput) -> Result<AudienceRules, Invalid> {
             "must be between 0 and 24 (hours per day)",
         ));
     }
+    let purchases_last_month = whole_number("/rules/purchases_last_month", rules.purchases_last_month, PURCHASES_MAX)?;
     Ok(AudienceRules {
         gender: rules.gender,
         country,
         age_min,
         age_max,
         social_media_hours: rules.social_media_hours,
-        purchases_last_month: whole_number("/rules/purchases_last_month", rules.purchases_last_month, PURCHASES_MAX)?,
+        purchases_last_month,
     })
 }
 
