@@ -22,6 +22,8 @@ pub const STREAM_SEPARATOR: &[u8] = &[0; 8];
 
 pub struct Rie {
     child: Child,
+    /// Where `invoke_url` listens.
+    port: u16,
     /// `http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`
     pub invoke_url: String,
     /// The `Duration` of each REPORT line, in order.
@@ -50,9 +52,31 @@ impl Rie {
         )
     }
 
-    /// Starts `rie` on `function` with exactly `env`; waits until it listens.
+    /// Starts `rie` on `function` with exactly `env`; waits until it listens. The ports are
+    /// free when picked but not held until the emulator binds them, so another process may take
+    /// one first: the emulator then exits with "address already in use", and is started again on
+    /// other ports, up to `PORT_ATTEMPTS` times.
     pub async fn start(rie: &Path, function: &Path, env: &[(String, String)], log: &Path) -> anyhow::Result<Self> {
-        let (port, api_port) = (free_port()?, free_port()?);
+        const PORT_ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let mut started = Self::spawn(rie, function, env, log, free_port()?, free_port()?)?;
+            match started.wait_listening().await {
+                Ok(()) => return Ok(started),
+                Err(_) if attempt < PORT_ATTEMPTS && started.lost_a_port() => attempt += 1,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn spawn(
+        rie: &Path,
+        function: &Path,
+        env: &[(String, String)],
+        log: &Path,
+        port: u16,
+        api_port: u16,
+    ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(rie);
         command
@@ -71,19 +95,18 @@ impl Rie {
         let stdout = child.stdout.take().context("the emulator's stdout")?;
         let (sender, reports) = mpsc::unbounded_channel();
         std::thread::spawn(move || copy_and_read_reports(stdout, log_file, &sender));
-        let mut rie = Self {
+        Ok(Self {
             child,
+            port,
             invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"),
             reports,
             log: log.to_path_buf(),
-        };
-        rie.wait_listening(port).await?;
-        Ok(rie)
+        })
     }
 
-    async fn wait_listening(&mut self, port: u16) -> anyhow::Result<()> {
+    async fn wait_listening(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
             if let Some(status) = self.exited() {
                 bail!("aws-lambda-rie exited ({status}); see {}", self.log.display());
             }
@@ -95,6 +118,12 @@ impl Rie {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Whether the emulator exited because one of its ports was taken.
+    fn lost_a_port(&mut self) -> bool {
+        self.exited().is_some()
+            && std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains("address already in use"))
     }
 
     pub fn exited(&mut self) -> Option<ExitStatus> {
@@ -141,6 +170,29 @@ pub fn report_duration(line: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The case `start` starts again: a port taken between its choice and the emulator's bind.
+    #[tokio::test]
+    async fn an_emulator_whose_port_was_taken_is_known_by_its_log() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let api_port = taken.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("favorites-rie-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rie = Rie::spawn(
+            &Rie::binary().unwrap(),
+            Path::new("/bin/true"),
+            &[],
+            &dir.join("rie.log"),
+            free_port().unwrap(),
+            api_port,
+        )
+        .unwrap();
+        let waited = rie.wait_listening().await;
+        assert!(waited.is_err(), "the emulator listened with its runtime API port taken");
+        assert!(rie.lost_a_port(), "log: {:?}", rie.last_lines(5));
+        drop(rie);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_report_duration_is_neither_init_nor_billed() {
