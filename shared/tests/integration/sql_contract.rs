@@ -51,6 +51,35 @@ fn ids(items: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// The ids of `query`'s list, read a page of `size` at a time, each page after the last
+/// position of the one before, until a page comes back short.
+async fn walk_by_cursor(db: &Database, user: UserId, query: ListQuery, size: u64) -> Vec<String> {
+    let mut walked = Vec::new();
+    let mut after: Option<ListPosition> = None;
+    loop {
+        let page: Vec<_> = db
+            .favorites()
+            .list_favorites(
+                user,
+                ListQuery {
+                    after: after.clone(),
+                    limit: Some(size),
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        walked.extend(page.iter().map(|row| row.position.id.clone()));
+        match page.last() {
+            Some(last) if page.len() as u64 == size => after = Some(last.position.clone()),
+            _ => return walked,
+        }
+    }
+}
+
 both_dialects! {
     a_user_is_found_by_email_whatever_its_case => user_is_found_by_email_whatever_its_case;
     an_email_is_taken_case_insensitively => email_is_taken_case_insensitively;
@@ -272,30 +301,7 @@ async fn keyset_paging_walks_the_list(db: &Database) {
             .unwrap();
     }
     let everything = ids(&list(db, user, all()).await);
-    let mut walked = Vec::new();
-    let mut after: Option<ListPosition> = None;
-    loop {
-        let page: Vec<_> = favorites
-            .list_favorites(
-                user,
-                ListQuery {
-                    after: after.clone(),
-                    offset: 0,
-                    limit: Some(5),
-                    filter: ListFilter::default(),
-                },
-            )
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        walked.extend(page.iter().map(|row| row.position.id.clone()));
-        match page.last() {
-            Some(last) if page.len() == 5 => after = Some(last.position.clone()),
-            _ => break,
-        }
-    }
+    let walked = walk_by_cursor(db, user, all(), 5).await;
     assert_eq!(walked, everything);
     assert_eq!(walked.len(), 23);
 }
@@ -533,56 +539,70 @@ async fn search_takes_wildcards_literally(db: &Database) {
     assert_eq!(ids(&list(db, user, filtered(&[], Some("k\\s"))).await), ["underscore"]);
 }
 
-async fn paging_a_filtered_list_walks_its_matches(db: &Database) {
-    let user = a_user(db).await;
-    let assets: Vec<Asset> = (0..12)
-        .map(|i| {
-            let (kind, name) = match i % 3 {
-                0 => ("chart", format!("churn {i:02}")),
-                1 => ("chart", format!("revenue {i:02}")),
-                _ => ("insight", format!("churn {i:02}")),
-            };
-            asset(&format!("f{i:02}"), kind, &name, "")
-        })
-        .collect();
-    // One burst: timestamps tie, and the id breaks the ties inside the filter too.
-    for asset in &assets {
-        db.favorites().insert_favorite(user, asset).await.unwrap();
-    }
-    let query = filtered(&[AssetType::Chart], Some("CHURN"));
-    let everything = ids(&list(db, user, query.clone()).await);
-    assert_eq!(everything.len(), 4);
-    let mut walked = Vec::new();
-    let mut after: Option<ListPosition> = None;
-    loop {
-        let page: Vec<_> = db
-            .favorites()
-            .list_favorites(
-                user,
-                ListQuery {
-                    after: after.clone(),
-                    limit: Some(3),
-                    ..query.clone()
-                },
+/// Moves every favorite `f<i>` of `user` to the instant 12:00:00 + i/4 seconds, so that the
+/// list holds runs of four favorites created at the same instant, which only their ids order.
+async fn tie_in_fours(db: &Database, user: UserId) {
+    match db {
+        Database::Postgres(pg) => {
+            sqlx::query(
+                "update favorites
+                    set created_at = timestamptz '2026-11-20 12:00:00+00' + (substr(id, 2)::int / 4) * interval '1 second'
+                  where user_id = $1",
             )
-            .await
-            .unwrap()
-            .try_collect()
+            .bind(user.as_uuid())
+            .execute(pg.pool())
             .await
             .unwrap();
-        walked.extend(page.iter().map(|row| row.position.id.clone()));
-        match page.last() {
-            Some(last) if page.len() == 3 => after = Some(last.position.clone()),
-            _ => break,
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query(
+                "update favorites
+                    set created_at = strftime('%Y-%m-%dT%H:%M:%f000Z', '2026-11-20 12:00:00',
+                                              '+' || (cast(substr(id, 2) as integer) / 4) || ' seconds')
+                  where user_id = $1",
+            )
+            .bind(user.to_string())
+            .execute(pool)
+            .await
+            .unwrap();
         }
     }
-    assert_eq!(walked, everything);
-    let second_page = ListQuery {
-        offset: 2,
-        limit: Some(2),
-        ..query
-    };
-    assert_eq!(ids(&list(db, user, second_page).await), everything[2..]);
+}
+
+/// Within a filter, with and without a type: pages by cursor walk every match once, in listing
+/// order, also where a page ends inside a run of favorites created at the same instant; a page
+/// by number skips whole pages.
+async fn paging_a_filtered_list_walks_its_matches(db: &Database) {
+    let user = a_user(db).await;
+    for i in 0..12 {
+        let (kind, name) = match i % 3 {
+            0 => ("chart", format!("churn {i:02}")),
+            1 => ("chart", format!("revenue {i:02}")),
+            _ => ("insight", format!("churn {i:02}")),
+        };
+        let asset = asset(&format!("f{i:02}"), kind, &name, "");
+        db.favorites().insert_favorite(user, &asset).await.unwrap();
+    }
+    tie_in_fours(db, user).await;
+    for (types, expected) in [
+        (&[AssetType::Chart][..], &["f09", "f06", "f03", "f00"][..]),
+        (&[], &["f11", "f09", "f08", "f06", "f05", "f03", "f02", "f00"]),
+    ] {
+        let query = filtered(types, Some("CHURN"));
+        assert_eq!(ids(&list(db, user, query.clone()).await), expected, "{types:?}");
+        let walked = walk_by_cursor(db, user, query.clone(), 3).await;
+        assert_eq!(walked, expected, "{types:?}: by cursor");
+        let second_page = ListQuery {
+            offset: 2,
+            limit: Some(2),
+            ..query
+        };
+        assert_eq!(
+            ids(&list(db, user, second_page).await),
+            expected[2..4],
+            "{types:?}: by number"
+        );
+    }
 }
 
 async fn search_follows_edits_and_removals(db: &Database) {

@@ -15,7 +15,7 @@ use super::{
     filter_clauses, stored_asset, stored_version, unchanged, user_from_columns, user_inserted, version_from_column,
 };
 use crate::config::Endpoint;
-use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, Revision, User, UserId};
+use crate::domain::{Asset, Description, Email, Favorite, FavoriteId, ListFilter, Revision, User, UserId};
 use crate::ports::{
     Account, AccountLookup, ChangeFavoriteError, Changed, FavoriteDescriptionUpdater, FavoriteGetter, FavoriteInserter,
     FavoriteLister, FavoriteRemover, FavoriteStream, FavoritesVersion, InsertFavoriteError, InsertUserError,
@@ -630,6 +630,59 @@ impl PgFavoriteRepository {
     }
 }
 
+/// One batch of the listing: its SQL, constant per shape (a keyset clause or not, the filter's),
+/// and the filter's values, bound after `$1` user, `$2` offset, `$3` batch size and, `after` a
+/// position, `$4`, `$5` its created_at and id. Every shape returns rows in listing order.
+/// - Unfiltered: `favorites` along its listing index.
+/// - A search without a type: `favorites_search_idx` (migration 20261209000001), a GiST index
+///   of user, created_at and the text's trigrams, scanned in order of distance from
+///   `SEARCH_ORIGIN` (or from the position the batch resumes after), which is newest first and
+///   skips the subtrees that cannot hold the text. That order ties favorites created at the
+///   same instant, so the scan takes the ties of its last row too (`with ties`) and the batch
+///   is sorted by id among them: the keyset's order, so that no favorite is skipped or repeated
+///   across batches.
+/// - Any other filter walks favorite_search in listing order, each favorite once however many
+///   of its parts match, and reads each favorite it keeps by primary key as it goes (a nested
+///   loop, which keeps the walk's order: no sort, so the first row leaves before the walk
+///   ends). A text with a type cannot use the GiST index: a subtree holding both types passes
+///   both conditions separately, so a common text of a rare type would visit the whole list.
+fn batch_sql(filter: &ListFilter, after: bool) -> (String, Vec<String>) {
+    let keyset = if after { " and (created_at, id) < ($4, $5)" } else { "" };
+    let first = if after { 6 } else { 4 };
+    if filter.is_everything() {
+        let sql = format!("{LIST_COLUMNS} from favorites where user_id = $1{keyset} {LIST_ORDER} offset $2 limit $3");
+        return (sql, Vec::new());
+    }
+    if let (Some(text), []) = (filter.text(), filter.types()) {
+        let origin = if after { "$4" } else { SEARCH_ORIGIN };
+        let sql = format!(
+            "{LIST_COLUMNS} \
+               from (select id, created_at, updated_at, asset from favorites \
+                      where user_id = $1 and created_at <= {origin}{keyset} \
+                        and favorite_search_text(asset) like lower(${first}) escape '\\' \
+                      order by created_at <-> {origin} \
+                      fetch first ($2 + $3) rows with ties) favorites \
+              {LIST_ORDER} offset $2 limit $3"
+        );
+        return (sql, vec![contains_pattern(text.as_str())]);
+    }
+    let filter = filter_clauses(filter, &PG_FILTER, first);
+    let sql = format!(
+        "{LIST_COLUMNS} \
+           from (select distinct on (created_at, id) id as page_id, created_at as page_at \
+                   from favorite_search \
+                  where user_id = $1{keyset}{} {LIST_ORDER} offset $2 limit $3) page \
+           join favorites on user_id = $1 and id = page_id \
+          order by page_at desc, page_id desc",
+        filter.sql
+    );
+    (sql, filter.values)
+}
+
+/// Where a search without a type measures distance from when a listing starts (`batch_sql`):
+/// later than any favorite is created, so that nearer is newer.
+const SEARCH_ORIGIN: &str = "timestamptz '9999-12-31 00:00:00+00'";
+
 /// The listing in keyset batches of `LIST_BATCH_ROWS` inside the listing transaction: each batch
 /// one plain statement that resumes after the last row of the batch before, all of them in the
 /// transaction's one snapshot. No cursor: a `DECLARE`d cursor pins an RDS Proxy session to its
@@ -646,35 +699,18 @@ async fn batches(
     let mut rows: FavoriteStream = Box::pin(async_stream::try_stream! {
         let mut tx = tx;
         let mut after = query.after;
-        let mut offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        // Past any list, and short enough that a search may add a batch to it (`batch_sql`).
+        let mut offset = i64::try_from(query.offset).unwrap_or(i64::MAX).min(i64::MAX - LIST_BATCH_ROWS);
         let mut remaining = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         loop {
             let batch = remaining.map_or(LIST_BATCH_ROWS, |r| r.min(LIST_BATCH_ROWS));
             if batch == 0 {
                 break;
             }
-            // Constant SQL per shape (keyset clause or not, the filter's); every value is bound.
-            let keyset = if after.is_some() { " and (created_at, id) < ($4, $5)" } else { "" };
-            let filter = filter_clauses(&query.filter, &PG_FILTER, if after.is_some() { 6 } else { 4 });
-            // A filtered batch walks favorite_search in listing order, each favorite once
-            // however many of its parts match, and reads each favorite it keeps by primary key
-            // as it goes (a nested loop, which keeps the walk's order: no sort, so the first
-            // row leaves before the walk ends).
-            let sql = if filter.sql.is_empty() {
-                format!("{LIST_COLUMNS} from favorites where user_id = $1{keyset} {LIST_ORDER} offset $2 limit $3")
-            } else {
-                format!(
-                    "{LIST_COLUMNS} \
-                       from (select distinct on (created_at, id) id as page_id, created_at as page_at \
-                               from favorite_search \
-                              where user_id = $1{keyset}{} {LIST_ORDER} offset $2 limit $3) page \
-                       join favorites on user_id = $1 and id = page_id \
-                      order by page_at desc, page_id desc",
-                    filter.sql
-                )
-            };
-            // A search is planned for its own text (a rare word by the trigram index, a common
-            // one along the listing index), never with a generic plan that guesses.
+            let (sql, values) = batch_sql(&query.filter, after.is_some());
+            // A search is planned for its own text (a rare one by a bitmap of its matches, a
+            // common one by a scan that stops when the batch is full), never with a generic
+            // plan that guesses.
             let mut statement = sqlx::query_as::<_, (String, DateTime<Utc>, String)>(&sql)
                 .persistent(persistent && query.filter.text().is_none())
                 .bind(user.as_uuid())
@@ -683,7 +719,7 @@ async fn batches(
             if let Some(after) = &after {
                 statement = statement.bind(after.created_at).bind(after.id.clone());
             }
-            for value in filter.values {
+            for value in values {
                 statement = statement.bind(value);
             }
             let mut fetched = 0;
